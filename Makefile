@@ -1,0 +1,84 @@
+# Sluice — GNU Makefile. `make run` starts the server, `make test` runs every suite.
+# Build output lives under build/ (release) and build/asan/ (ASan+UBSan).
+
+PKGS     := libmicrohttpd libcurl jansson sqlite3 libpq libcrypto zlib
+CC       ?= cc
+BUILD    ?= build
+VERSION  := $(shell git describe --always --dirty 2>/dev/null || echo dev)
+WARN     := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+            -Wformat=2 -Wvla -Wimplicit-fallthrough -Werror
+OPT      ?= -O2 -g
+CFLAGS   += -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) -MMD -MP -Isrc -I$(BUILD)/gen \
+            -DSLUICE_VERSION='"$(VERSION)"' $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LDLIBS   += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm
+
+SRC      := $(shell find src -name '*.c' | sort)
+LIBSRC   := $(filter-out src/main.c,$(SRC))
+OBJ      := $(patsubst %.c,$(BUILD)/obj/%.o,$(SRC))
+LIBOBJ   := $(patsubst %.c,$(BUILD)/obj/%.o,$(LIBSRC))
+MIGR     := $(sort $(wildcard src/store/migrations/*.sql))
+GENOBJ   := $(BUILD)/obj/gen/embedded.o
+UNITSRC  := $(sort $(wildcard tests/unit/test_*.c))
+PYTEST   := /usr/bin/python3 -m pytest
+
+.PHONY: all deps run test unit integration lint asan asan-test valgrind fuzz bench soak clean help
+
+all: $(BUILD)/sluice
+
+help:
+	@echo "make run        install what is missing, build, start sluice on SQLite in ./sluice-data"
+	@echo "make test       install what is missing, build, run every suite"
+	@echo "make unit | integration | lint | asan | valgrind | fuzz | bench"
+
+deps:
+	@bash scripts/deps.sh
+
+$(BUILD)/sluice: $(OBJ) $(GENOBJ)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(LDLIBS)
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+# Migrations (and later the console) are embedded into the binary as C arrays.
+$(BUILD)/gen/embedded.c: $(MIGR) scripts/embed.sh $(shell find web -type f 2>/dev/null)
+	@mkdir -p $(dir $@)
+	bash scripts/embed.sh $@ $(MIGR) $(shell find web -type f 2>/dev/null | sort)
+
+$(GENOBJ): $(BUILD)/gen/embedded.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Wno-missing-prototypes -c -o $@ $<
+
+$(BUILD)/unit: $(LIBOBJ) $(GENOBJ) $(UNITSRC) tests/unit/runner.c tests/unit/unit.h
+	$(CC) $(CFLAGS) -Itests/unit -o $@ tests/unit/runner.c $(UNITSRC) $(LIBOBJ) $(GENOBJ) \
+	    $(LDFLAGS) $(LDLIBS)
+
+run: deps $(BUILD)/sluice
+	./$(BUILD)/sluice serve
+
+unit: $(BUILD)/unit
+	./$(BUILD)/unit
+
+integration: $(BUILD)/sluice
+	SLUICE_BIN=$(abspath $(BUILD)/sluice) $(PYTEST) -q tests/integration
+
+test: deps
+	@bash scripts/test.sh
+
+lint:
+	@bash scripts/lint.sh
+
+asan:
+	$(MAKE) BUILD=build/asan OPT="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
+	    LDFLAGS="-fsanitize=address,undefined" build/asan/sluice build/asan/unit
+	ASAN_OPTIONS=detect_leaks=1 ./build/asan/unit
+	SLUICE_BIN=$(abspath build/asan/sluice) SLUICE_SANITIZED=1 $(PYTEST) -q tests/integration
+
+valgrind: $(BUILD)/unit
+	valgrind --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect \
+	    ./$(BUILD)/unit
+
+clean:
+	rm -rf build
+
+-include $(OBJ:.o=.d)

@@ -1,0 +1,41 @@
+/* HTTP handlers, one file per resource, and the route table (routes.c). Handlers run on
+ * HTTP threads (see http/http.h); writes go through http_defer(). */
+#ifndef SLUICE_API_API_H
+#define SLUICE_API_API_H
+
+#include "core/config.h"
+#include "http/http.h"
+
+/* The route table, terminated by an entry whose method is NULL. */
+extern const struct route api_routes[];
+
+/* Called once at start-up with the configuration (read-only afterwards). */
+void api_init(const struct config *cfg);
+const struct config *api_config(void);
+
+/* api_health.c */
+void api_healthz(struct http_req *req);
+void api_readyz(struct http_req *req);
+void api_metrics(struct http_req *req);
+void api_console(struct http_req *req);
+
+/* api_admin.c */
+void api_tenants_create(struct http_req *req);
+void api_tenants_list(struct http_req *req);
+void api_keys_create(struct http_req *req);
+void api_keys_list(struct http_req *req);
+void api_keys_delete(struct http_req *req);
+void api_me(struct http_req *req);
+
+/* api_events.c */
+void api_events_register_metrics(void);
+void api_event_types_list(struct http_req *req);
+void api_event_types_create(struct http_req *req);
+void api_events_publish(struct http_req *req);
+void api_events_list(struct http_req *req);
+void api_events_get(struct http_req *req);
+
+/* Validates a user-chosen id: 1-64 chars of A-Za-z0-9._- */
+bool api_id_valid(const char *s);
+
+#endif

@@ -1,0 +1,150 @@
+/* The HTTP layer: the request model handlers see, response helpers, and the server.
+ *
+ * A handler runs on one of libmicrohttpd's pool threads once the whole body has arrived
+ * and authentication has passed. It either answers at once (http_json, http_problem...) or
+ * defers to the writer with http_defer(): the connection is suspended, the job commits in
+ * the next group commit, and the handler's finish() builds the answer on an HTTP thread.
+ * Everything a request allocates is freed when it completes (http_req_free). */
+#ifndef SLUICE_HTTP_HTTP_H
+#define SLUICE_HTTP_HTTP_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/buf.h"
+#include "core/config.h"
+#include "core/err.h"
+#include "core/json.h"
+#include "store/store.h"
+
+#define HTTP_MAX_BODY (8u * 1024 * 1024)
+#define HTTP_MAX_PARAMS 4
+
+/* Permissions of API keys (API.md). *_MANAGE implies the matching *_VIEW. */
+enum perm {
+    PERM_EVENTS_PUBLISH = 1u << 0,
+    PERM_TOOLS_VIEW = 1u << 1,
+    PERM_TOOLS_MANAGE = 1u << 2,
+    PERM_ALERTS_REPORT = 1u << 3,
+    PERM_ALERTS_VIEW = 1u << 4,
+    PERM_ALERTS_MANAGE = 1u << 5,
+};
+
+/* Who a request acts as. */
+struct auth {
+    bool admin;
+    char tenant[72];
+    char key_id[48];
+    char key_name[136];
+    unsigned perms; /* expanded: manage implies view */
+};
+
+enum route_auth {
+    AUTH_NONE,  /* health, metrics, console */
+    AUTH_ADMIN, /* the admin token only */
+    AUTH_KEY,   /* a tenant key holding any bit of route.perms (0: any key) */
+    AUTH_ANY,   /* a tenant key or the admin token (/v1/me) */
+};
+
+struct http_req;
+typedef void (*http_handler)(struct http_req *req);
+
+struct route {
+    const char *method;
+    const char *pattern; /* "/v1/events/{}": {} matches one non-empty segment */
+    enum route_auth auth;
+    unsigned perms;
+    http_handler handler;
+};
+
+struct http_req {
+    void *conn; /* struct MHD_Connection */
+    char method[8];
+    char *path;
+    struct buf body;
+    bool too_big;
+    const struct route *route;
+    int route_index;
+    char *params[HTTP_MAX_PARAMS];
+    struct auth auth;
+    int64_t start_ns;
+
+    /* response */
+    int status;
+    char *resp;
+    size_t resp_len;
+    const char *content_type;
+    char *extra_headers[4]; /* "Name: value" */
+    bool responded;
+
+    /* deferred work */
+    int state;
+    struct store_job job;
+    enum err (*defer_run)(struct db *db, void *ctx);
+    void (*finish)(struct http_req *req);
+    void *ctx;
+    void (*ctx_free)(void *ctx);
+};
+
+/* Path parameter i (0-based, in pattern order). */
+const char *http_param(const struct http_req *req, int i);
+/* Query-string value, or NULL. */
+const char *http_query(const struct http_req *req, const char *name);
+/* Request header value, or NULL. */
+const char *http_header(const struct http_req *req, const char *name);
+
+/* Parses the body as a JSON object or array; on failure answers 415/400 and returns
+ * false. *out is owned by the caller. */
+bool http_body_json(struct http_req *req, json_t **out);
+
+/* Answers with v (stolen) as JSON. */
+void http_json(struct http_req *req, int status, json_t *v);
+/* Answers with a raw body (copied). */
+void http_raw(struct http_req *req, int status, const char *content_type, const char *body,
+              size_t len);
+/* Answers 204 No Content. */
+void http_no_content(struct http_req *req);
+/* Adds a response header "Name: value" (copied). */
+void http_add_header(struct http_req *req, const char *name, const char *value);
+/* RFC 9457 problem responses. errors (stolen, may be NULL) becomes the "errors" member. */
+void http_problem(struct http_req *req, int status, const char *detail, json_t *errors);
+/* Answers with the status of rc from the one error table (problem.c). */
+void http_problem_err(struct http_req *req, enum err rc, const char *detail);
+/* 422 with the collected validation errors (taken from v). */
+void http_problem_verrs(struct http_req *req, struct verrs *v);
+/* The status code for an error (the one table). */
+int http_status_for(enum err rc);
+
+/* Runs run(db, ctx) in the next group commit; then finish(req) builds the answer (on an
+ * HTTP thread) reading req->job.rc. ctx_free (may be NULL) frees ctx when the request ends.
+ * wake: STORE_WAKE_* bits for the engines. */
+void http_defer(struct http_req *req, enum err (*run)(struct db *db, void *ctx),
+                void (*finish)(struct http_req *req), void *ctx, void (*ctx_free)(void *ctx),
+                unsigned wake);
+
+/* Parses ?limit= (1..1000, default 100); answers 400 and returns false when invalid. */
+bool http_query_limit(struct http_req *req, int *limit);
+/* Parses an RFC 3339 query parameter into *ms (left as is when absent); 400 when invalid. */
+bool http_query_time(struct http_req *req, const char *name, int64_t *ms);
+
+/* The server. */
+enum err http_start(const struct config *cfg, const struct route *routes, char *errmsg,
+                    size_t errlen);
+/* Stops accepting, waits for deferred requests to finish, stops the server. */
+void http_stop(void);
+/* The bound port (useful with --listen ...:0). */
+int http_port(void);
+
+/* Authentication (auth.c): fills req->auth from the Authorization header. ERR_AUTH when
+ * missing or unknown, ERR_STORAGE when keys cannot be read. */
+enum err http_authenticate(struct http_req *req);
+/* Parses a permission name; 0 when unknown. */
+unsigned perm_parse(const char *name);
+/* Appends the permission names of mask (unexpanded) to arr. */
+void perm_to_json(unsigned mask, json_t *arr);
+/* Adds the implied view permissions. */
+unsigned perm_expand(unsigned mask);
+
+#endif

@@ -1,0 +1,472 @@
+/* The HTTP server on libmicrohttpd: an internal thread pool with epoll, body limits,
+ * routing, authentication, deferral to the writer with suspend/resume, request metrics.
+ *
+ * Threads: the pool threads run the access handler; the writer thread resumes suspended
+ * connections from job_done(). g.deferred counts suspended requests so shutdown waits for
+ * their commits before stopping the daemon. */
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "core/metrics.h"
+#include "core/timeutil.h"
+#include "core/xalloc.h"
+#include "http/http.h"
+
+enum req_state { REQ_NEW, REQ_BODY, REQ_SUSPENDED, REQ_RESUMED, REQ_DONE };
+
+struct route_metrics {
+    struct metric by_class[3]; /* 2xx/3xx, 4xx, 5xx */
+    struct histogram latency;
+    char *labels[4];
+};
+
+static struct {
+    struct MHD_Daemon *daemon;
+    const struct route *routes;
+    int nroutes;
+    struct route_metrics *rm;
+    struct metric unmatched[3];
+    _Atomic int deferred;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int port;
+} g = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+
+static const char *const class_names[] = {"2xx", "4xx", "5xx"};
+
+static int status_class(int status)
+{
+    return status >= 500 ? 2 : status >= 400 ? 1 : 0;
+}
+
+/* --- routing ------------------------------------------------------------------------- */
+
+/* Matches path against pattern, filling params; returns true on a match. */
+static bool match(const char *pattern, const char *path, char **params)
+{
+    int np = 0;
+    const char *p = pattern, *s = path;
+    while (*p && *s) {
+        if (p[0] == '{' && p[1] == '}') {
+            size_t n = strcspn(s, "/");
+            if (n == 0 || np >= HTTP_MAX_PARAMS)
+                return false;
+            params[np++] = xstrndup(s, n);
+            s += n;
+            p += 2;
+        } else if (*p == *s) {
+            p++;
+            s++;
+        } else {
+            return false;
+        }
+    }
+    if (*p || *s) {
+        for (int i = 0; i < np; i++) {
+            free(params[i]);
+            params[i] = NULL;
+        }
+        return false;
+    }
+    return true;
+}
+
+static void clear_params(struct http_req *req)
+{
+    for (int i = 0; i < HTTP_MAX_PARAMS; i++) {
+        free(req->params[i]);
+        req->params[i] = NULL;
+    }
+}
+
+static void dispatch(struct http_req *req)
+{
+    char allow[128] = "";
+    for (int i = 0; i < g.nroutes; i++) {
+        const struct route *r = &g.routes[i];
+        if (!match(r->pattern, req->path, req->params))
+            continue;
+        if (strcmp(r->method, req->method) != 0) {
+            if (!strstr(allow, r->method)) {
+                size_t n = strlen(allow);
+                snprintf(allow + n, sizeof allow - n, "%s%s", n ? ", " : "", r->method);
+            }
+            clear_params(req);
+            continue;
+        }
+        req->route = r;
+        req->route_index = i;
+        break;
+    }
+    if (!req->route) {
+        if (*allow) {
+            char d[200];
+            snprintf(d, sizeof d, "%s is not allowed here; allowed: %s", req->method, allow);
+            http_problem(req, 405, d, NULL);
+            http_add_header(req, "Allow", allow);
+        } else {
+            http_problem(req, 404, "no such resource", NULL);
+        }
+        return;
+    }
+    const struct route *r = req->route;
+    if (r->auth != AUTH_NONE) {
+        enum err rc = http_authenticate(req);
+        if (rc == ERR_AUTH) {
+            http_problem(req, 401, "send Authorization: Bearer <API key or admin token>", NULL);
+            http_add_header(req, "WWW-Authenticate", "Bearer");
+            return;
+        }
+        if (rc != ERR_OK) {
+            http_problem_err(req, rc, NULL);
+            return;
+        }
+        if (r->auth == AUTH_ADMIN && !req->auth.admin) {
+            http_problem(req, 403, "this endpoint needs the admin token", NULL);
+            return;
+        }
+        if (r->auth == AUTH_KEY && req->auth.admin) {
+            http_problem(req, 403, "the admin token may only use /v1/admin/*; use a tenant API key",
+                         NULL);
+            return;
+        }
+        if (r->auth == AUTH_KEY && r->perms && !(req->auth.perms & r->perms)) {
+            json_t *need = json_array();
+            perm_to_json(r->perms, need);
+            char *s = json_dumps(need, JSON_COMPACT);
+            char d[256];
+            snprintf(d, sizeof d, "this API key lacks the permission this needs (one of %s)", s);
+            free(s);
+            json_decref(need);
+            http_problem(req, 403, d, NULL);
+            return;
+        }
+    }
+    r->handler(req);
+}
+
+/* --- deferral ------------------------------------------------------------------------ */
+
+static enum err job_run(struct db *db, void *arg)
+{
+    struct http_req *req = arg;
+    return req->defer_run(db, req->ctx);
+}
+
+static void job_done(void *arg, enum err rc)
+{
+    struct http_req *req = arg;
+    req->job.rc = rc;
+    req->state = REQ_RESUMED;
+    MHD_resume_connection(req->conn);
+    if (atomic_fetch_sub(&g.deferred, 1) == 1) {
+        pthread_mutex_lock(&g.lock);
+        pthread_cond_broadcast(&g.cond);
+        pthread_mutex_unlock(&g.lock);
+    }
+}
+
+void http_defer(struct http_req *req, enum err (*run)(struct db *db, void *ctx),
+                void (*finish)(struct http_req *req), void *ctx, void (*ctx_free)(void *ctx),
+                unsigned wake)
+{
+    req->finish = finish;
+    req->ctx = ctx;
+    req->ctx_free = ctx_free;
+    req->defer_run = run;
+    req->job.run = job_run;
+    req->job.done = job_done;
+    req->job.arg = req;
+    req->job.wake = wake;
+    req->state = REQ_SUSPENDED;
+    atomic_fetch_add(&g.deferred, 1);
+    /* Suspend first: the writer may finish the job before this thread returns. */
+    MHD_suspend_connection(req->conn);
+    store_submit(&req->job);
+}
+
+/* --- MHD callbacks ------------------------------------------------------------------- */
+
+static enum MHD_Result queue(struct MHD_Connection *conn, struct http_req *req)
+{
+    if (!req->responded)
+        http_problem(req, 500, "the handler produced no response", NULL);
+    struct MHD_Response *resp = MHD_create_response_from_buffer(
+        req->resp_len, req->resp ? req->resp : (char *)"", MHD_RESPMEM_MUST_COPY);
+    if (req->content_type)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, req->content_type);
+    for (int i = 0; i < 4 && req->extra_headers[i]; i++) {
+        char *h = req->extra_headers[i], *colon = strchr(h, ':');
+        if (!colon)
+            continue;
+        *colon = '\0';
+        MHD_add_response_header(resp, h, colon + 2);
+        *colon = ':';
+    }
+    enum MHD_Result r = MHD_queue_response(conn, (unsigned)req->status, resp);
+    MHD_destroy_response(resp);
+    req->state = REQ_DONE;
+    return r;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_size, void **con_cls)
+{
+    (void)cls;
+    (void)version;
+    struct http_req *req = *con_cls;
+    if (!req) {
+        req = xcalloc(1, sizeof *req);
+        req->conn = conn;
+        req->start_ns = time_mono_ns();
+        req->route_index = -1;
+        snprintf(req->method, sizeof req->method, "%s", method);
+        req->path = xstrdup(url);
+        *con_cls = req;
+        const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
+        if (cl && strtoull(cl, NULL, 10) > HTTP_MAX_BODY) {
+            http_problem(req, 413, "the request body is larger than 8 MiB", NULL);
+            return queue(conn, req);
+        }
+        req->state = REQ_BODY;
+        return MHD_YES;
+    }
+    if (req->state == REQ_BODY && *upload_size) {
+        if (req->body.len + *upload_size > HTTP_MAX_BODY)
+            req->too_big = true;
+        else
+            buf_append(&req->body, upload_data, *upload_size);
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    if (req->state == REQ_BODY) {
+        if (req->too_big) {
+            http_problem(req, 413, "the request body is larger than 8 MiB", NULL);
+            return queue(conn, req);
+        }
+        dispatch(req);
+        store_reader_release();
+        if (req->state == REQ_SUSPENDED)
+            return MHD_YES;
+        return queue(conn, req);
+    }
+    if (req->state == REQ_RESUMED) {
+        if (req->finish)
+            req->finish(req);
+        store_reader_release();
+        return queue(conn, req);
+    }
+    if (req->state == REQ_SUSPENDED)
+        return MHD_YES; /* spurious call while the commit is pending */
+    return MHD_NO;
+}
+
+static void http_req_free(struct http_req *req)
+{
+    if (req->ctx_free)
+        req->ctx_free(req->ctx);
+    clear_params(req);
+    for (int i = 0; i < 4; i++)
+        free(req->extra_headers[i]);
+    buf_cleanup(&req->body);
+    free(req->resp);
+    free(req->path);
+    free(req);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    (void)cls;
+    (void)conn;
+    struct http_req *req = *con_cls;
+    if (!req)
+        return;
+    *con_cls = NULL;
+    int64_t ns = time_mono_ns() - req->start_ns;
+    int cls_i = status_class(req->status ? req->status : 500);
+    if (req->route_index >= 0) {
+        struct route_metrics *m = &g.rm[req->route_index];
+        metric_add(&m->by_class[cls_i], 1);
+        histogram_observe_ns(&m->latency, ns);
+    } else {
+        metric_add(&g.unmatched[cls_i], 1);
+    }
+    log_debug("http", "%s %s %d %.1fms%s", req->method, req->path, req->status, (double)ns / 1e6,
+              toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (aborted)");
+    http_req_free(req);
+}
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    char msg[512];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    size_t n = strlen(msg);
+    while (n && msg[n - 1] == '\n')
+        msg[--n] = '\0';
+    log_warn("http", "%s", msg);
+}
+
+/* --- start/stop ---------------------------------------------------------------------- */
+
+static enum err parse_listen(const char *listen, struct sockaddr_storage *ss, bool *v6,
+                             char *errmsg, size_t errlen)
+{
+    char host[128];
+    const char *colon = strrchr(listen, ':');
+    if (!colon) {
+        snprintf(errmsg, errlen, "--listen must be HOST:PORT, [V6]:PORT or :PORT, not \"%s\"",
+                 listen);
+        return ERR_INVALID;
+    }
+    size_t hl = (size_t)(colon - listen);
+    if (hl >= sizeof host)
+        hl = sizeof host - 1;
+    memcpy(host, listen, hl);
+    host[hl] = '\0';
+    char *end;
+    long port = strtol(colon + 1, &end, 10);
+    if (end == colon + 1 || *end || port < 0 || port > 65535) {
+        snprintf(errmsg, errlen, "--listen has an invalid port in \"%s\"", listen);
+        return ERR_INVALID;
+    }
+    memset(ss, 0, sizeof *ss);
+    if (host[0] == '[') {
+        size_t n = strlen(host);
+        if (n < 2 || host[n - 1] != ']')
+            goto bad;
+        host[n - 1] = '\0';
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)ss;
+        a->sin6_family = AF_INET6;
+        a->sin6_port = htons((uint16_t)port);
+        if (inet_pton(AF_INET6, host + 1, &a->sin6_addr) != 1)
+            goto bad;
+        *v6 = true;
+        return ERR_OK;
+    }
+    struct sockaddr_in *a = (struct sockaddr_in *)ss;
+    a->sin_family = AF_INET;
+    a->sin_port = htons((uint16_t)port);
+    if (!*host || !strcmp(host, "0.0.0.0"))
+        a->sin_addr.s_addr = htonl(INADDR_ANY);
+    else if (!strcmp(host, "localhost"))
+        a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    else if (inet_pton(AF_INET, host, &a->sin_addr) != 1)
+        goto bad;
+    *v6 = false;
+    return ERR_OK;
+bad:
+    snprintf(errmsg, errlen, "--listen has an invalid address in \"%s\"", listen);
+    return ERR_INVALID;
+}
+
+static void register_metrics(void)
+{
+    g.rm = xcalloc((size_t)g.nroutes, sizeof *g.rm);
+    for (int i = 0; i < g.nroutes; i++) {
+        struct route_metrics *m = &g.rm[i];
+        for (int c = 0; c < 3; c++) {
+            m->labels[c] = xasprintf("method=\"%s\",route=\"%s\",code=\"%s\"", g.routes[i].method,
+                                     g.routes[i].pattern, class_names[c]);
+            m->by_class[c].name = "sluice_http_requests_total";
+            m->by_class[c].help = "HTTP requests by route and status class.";
+            m->by_class[c].type = "counter";
+            m->by_class[c].labels = m->labels[c];
+            metric_register(&m->by_class[c]);
+        }
+        m->labels[3] =
+            xasprintf("method=\"%s\",route=\"%s\"", g.routes[i].method, g.routes[i].pattern);
+        m->latency.name = "sluice_http_request_duration_seconds";
+        m->latency.help = "HTTP request latency by route, from first byte to response.";
+        m->latency.labels = m->labels[3];
+        histogram_register(&m->latency);
+    }
+    static const char *const unmatched_labels[] = {
+        "method=\"\",route=\"unmatched\",code=\"2xx\"",
+        "method=\"\",route=\"unmatched\",code=\"4xx\"",
+        "method=\"\",route=\"unmatched\",code=\"5xx\""};
+    for (int c = 0; c < 3; c++) {
+        g.unmatched[c].name = "sluice_http_requests_total";
+        g.unmatched[c].help = "HTTP requests by route and status class.";
+        g.unmatched[c].type = "counter";
+        g.unmatched[c].labels = unmatched_labels[c];
+        metric_register(&g.unmatched[c]);
+    }
+}
+
+enum err http_start(const struct config *cfg, const struct route *routes, char *errmsg,
+                    size_t errlen)
+{
+    struct sockaddr_storage ss;
+    bool v6 = false;
+    enum err rc = parse_listen(cfg->listen, &ss, &v6, errmsg, errlen);
+    if (rc != ERR_OK)
+        return rc;
+    g.routes = routes;
+    g.nroutes = 0;
+    while (routes[g.nroutes].method)
+        g.nroutes++;
+    register_metrics();
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC |
+                     MHD_USE_ERROR_LOG | (v6 ? MHD_USE_IPv6 : 0);
+    g.daemon = MHD_start_daemon(
+        flags, 0, NULL, NULL, on_request, NULL, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->http_threads, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)64 * 1024, MHD_OPTION_LISTEN_BACKLOG_SIZE,
+        (unsigned)1024, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_END);
+    if (!g.daemon) {
+        snprintf(errmsg, errlen, "cannot listen on %s (address in use or not available)",
+                 cfg->listen);
+        return ERR_IO;
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(g.daemon, MHD_DAEMON_INFO_BIND_PORT);
+    g.port = info ? info->port : 0;
+    return ERR_OK;
+}
+
+int http_port(void)
+{
+    return g.port;
+}
+
+void http_stop(void)
+{
+    if (!g.daemon)
+        return;
+    MHD_socket s = MHD_quiesce_daemon(g.daemon);
+    if (s != MHD_INVALID_SOCKET)
+        close(s);
+    /* Let every suspended request get its commit and be resumed. */
+    pthread_mutex_lock(&g.lock);
+    while (atomic_load(&g.deferred) > 0)
+        pthread_cond_wait(&g.cond, &g.lock);
+    pthread_mutex_unlock(&g.lock);
+    /* Give resumed connections a moment to write their answers before the daemon stops. */
+    for (int i = 0; i < 50; i++) {
+        const union MHD_DaemonInfo *info =
+            MHD_get_daemon_info(g.daemon, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+        if (!info || info->num_connections == 0)
+            break;
+        usleep(10000);
+    }
+    MHD_stop_daemon(g.daemon);
+    g.daemon = NULL;
+    for (int i = 0; i < g.nroutes; i++)
+        for (int c = 0; c < 4; c++)
+            free(g.rm[i].labels[c]);
+    free(g.rm);
+    g.rm = NULL;
+}

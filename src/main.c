@@ -1,0 +1,106 @@
+/* sluice: the command line. Wiring only: parse arguments, start the subsystems in order,
+ * wait for SIGTERM/SIGINT on the main thread, stop them in reverse order. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/api.h"
+#include "core/config.h"
+#include "core/log.h"
+#include "core/timeutil.h"
+#include "http/http.h"
+#include "store/store.h"
+
+#ifndef SLUICE_VERSION
+#define SLUICE_VERSION "dev"
+#endif
+
+static void usage(FILE *out)
+{
+    fprintf(out, "sluice %s: event delivery and failure alerting for commerce platforms\n\n"
+                 "Usage:\n"
+                 "  sluice serve [flags]   run the server (see sluice serve --help)\n"
+                 "  sluice version         print the version\n"
+                 "  sluice help            show this help\n\n"
+                 "With no flags, `sluice serve` runs on SQLite in ./sluice-data/ and listens on\n"
+                 "http://127.0.0.1:8080 (API under /v1, console at /).\n",
+            SLUICE_VERSION);
+}
+
+static int serve(int argc, char **argv)
+{
+    struct config cfg;
+    int prc = config_parse(&cfg, argc, argv, stdout, stderr);
+    if (prc != 0) {
+        config_cleanup(&cfg);
+        return prc > 0 ? 0 : 2;
+    }
+    if (log_configure(cfg.log_level, cfg.log_format) != 0) {
+        fprintf(stderr, "sluice: --log-level must be debug|info|warn|error and --log-format "
+                        "text|json\n");
+        config_cleanup(&cfg);
+        return 2;
+    }
+    time_set_scale(cfg.time_scale);
+
+    /* Signals are taken by sigwait() on this thread only: block them before threads start. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    char err[512] = "";
+    int code = 1;
+    if (store_start(&cfg, err, sizeof err) != ERR_OK) {
+        fprintf(stderr, "sluice: %s\n", err);
+        goto out;
+    }
+    api_init(&cfg);
+    if (http_start(&cfg, api_routes, err, sizeof err) != ERR_OK) {
+        fprintf(stderr, "sluice: %s\n", err);
+        store_stop();
+        goto out;
+    }
+    char host[128];
+    const char *colon = strrchr(cfg.listen, ':');
+    snprintf(host, sizeof host, "%.*s", (int)(colon - cfg.listen), cfg.listen);
+    if (!*host || !strcmp(host, "0.0.0.0"))
+        snprintf(host, sizeof host, "127.0.0.1");
+    printf("Sluice %s listening on http://%s:%d\n", SLUICE_VERSION, host, http_port());
+    printf("Console: http://%s:%d/\n", host, http_port());
+    printf("Database: %s\n", store_kind() == DB_PG ? "postgresql" : cfg.db);
+    fflush(stdout);
+    log_info("main", "node %s started (roles %s, time scale %g)", cfg.node_id, cfg.roles,
+             cfg.time_scale);
+
+    int sig = 0;
+    sigwait(&sigs, &sig);
+    log_info("main", "received %s, shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    http_stop();
+    store_stop();
+    log_info("main", "stopped cleanly");
+    code = 0;
+out:
+    config_cleanup(&cfg);
+    return code;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || !strcmp(argv[1], "help") || !strcmp(argv[1], "--help") ||
+        !strcmp(argv[1], "-h")) {
+        usage(stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (!strcmp(argv[1], "version") || !strcmp(argv[1], "--version")) {
+        printf("sluice %s\n", SLUICE_VERSION);
+        return 0;
+    }
+    if (!strcmp(argv[1], "serve"))
+        return serve(argc - 2, argv + 2);
+    fprintf(stderr, "sluice: unknown command \"%s\" (try sluice help)\n", argv[1]);
+    return 2;
+}

@@ -1,0 +1,250 @@
+/* The facade's driver-independent part: statement cache, bindings, transactions.
+ * A connection is used by one thread at a time. */
+#include "store/db.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/xalloc.h"
+
+enum err db_open(const char *url, struct db **out, char *errmsg, size_t errlen)
+{
+    struct db *db = xcalloc(1, sizeof *db);
+    if (!strncmp(url, "sqlite:", 7)) {
+        db->kind = DB_SQLITE;
+        db->drv = &db_sqlite_driver;
+    } else if (!strncmp(url, "postgres://", 11) || !strncmp(url, "postgresql://", 13)) {
+        db->kind = DB_PG;
+        db->drv = &db_pg_driver;
+    } else {
+        snprintf(errmsg, errlen, "unsupported database URL (want sqlite:PATH or postgres://...)");
+        free(db);
+        return ERR_INVALID;
+    }
+    enum err rc = db->drv->open(db, url, errmsg, errlen);
+    if (rc != ERR_OK) {
+        free(db);
+        return rc;
+    }
+    *out = db;
+    return ERR_OK;
+}
+
+static void clear_params(struct db_stmt *st)
+{
+    for (int i = 0; i < st->nparams && i < DB_MAX_PARAMS; i++) {
+        free(st->params[i].text);
+        st->params[i].text = NULL;
+        st->params[i].is_int = false;
+    }
+}
+
+static void stmt_reset(struct db_stmt *st)
+{
+    if (st->executed)
+        st->db->drv->reset(st);
+    st->executed = false;
+    st->row = -1;
+    clear_params(st);
+}
+
+void db_release(struct db *db)
+{
+    struct db_stmt *st = db->active;
+    while (st) {
+        struct db_stmt *next = st->active_next;
+        st->active = false;
+        st->active_next = NULL;
+        if (st->executed) {
+            st->db->drv->reset(st);
+            st->executed = false;
+        }
+        st = next;
+    }
+    db->active = NULL;
+}
+
+void db_forget_statements(struct db *db)
+{
+    db_release(db);
+    for (int b = 0; b < DB_STMT_BUCKETS; b++) {
+        struct db_stmt *st = db->stmts[b];
+        while (st) {
+            struct db_stmt *next = st->next;
+            stmt_reset(st);
+            db->drv->finalize(db, st->handle);
+            free(st->sql);
+            free(st);
+            st = next;
+        }
+        db->stmts[b] = NULL;
+    }
+}
+
+void db_close(struct db *db)
+{
+    if (!db)
+        return;
+    db_forget_statements(db);
+    db->drv->close(db);
+    free(db);
+}
+
+enum db_kind db_kind(const struct db *db)
+{
+    return db->kind;
+}
+
+enum err db_exec(struct db *db, const char *sql)
+{
+    return db->drv->exec(db, sql);
+}
+
+static unsigned sql_hash(const char *sql)
+{
+    unsigned h = 2166136261u;
+    for (const unsigned char *p = (const unsigned char *)sql; *p; p++)
+        h = (h ^ *p) * 16777619u;
+    return h;
+}
+
+struct db_stmt *db_stmt(struct db *db, const char *sql)
+{
+    unsigned b = sql_hash(sql) % DB_STMT_BUCKETS;
+    for (struct db_stmt *st = db->stmts[b]; st; st = st->next)
+        if (!strcmp(st->sql, sql)) {
+            stmt_reset(st);
+            if (!st->handle) /* an earlier prepare failed (e.g. connection lost): retry */
+                st->handle = db->drv->prepare(db, st->sql, &st->nparams);
+            return st;
+        }
+    struct db_stmt *st = xcalloc(1, sizeof *st);
+    st->db = db;
+    st->sql = xstrdup(sql);
+    st->row = -1;
+    st->handle = db->drv->prepare(db, sql, &st->nparams);
+    /* A failed prepare leaves handle NULL; db_next then reports the stored error. */
+    st->next = db->stmts[b];
+    db->stmts[b] = st;
+    return st;
+}
+
+void db_bind_text(struct db_stmt *st, int i, const char *s)
+{
+    if (i < 1 || i > DB_MAX_PARAMS)
+        return;
+    struct db_param *p = &st->params[i - 1];
+    free(p->text);
+    p->text = s ? xstrdup(s) : NULL;
+    p->is_int = false;
+}
+
+void db_bind_int(struct db_stmt *st, int i, int64_t v)
+{
+    if (i < 1 || i > DB_MAX_PARAMS)
+        return;
+    struct db_param *p = &st->params[i - 1];
+    free(p->text);
+    p->text = xasprintf("%" PRId64, v);
+    p->ival = v;
+    p->is_int = true;
+}
+
+void db_bind_null(struct db_stmt *st, int i)
+{
+    db_bind_text(st, i, NULL);
+}
+
+enum err db_next(struct db_stmt *st)
+{
+    if (!st->handle)
+        return ERR_STORAGE;
+    if (!st->active) {
+        st->active = true;
+        st->active_next = st->db->active;
+        st->db->active = st;
+    }
+    return st->db->drv->next(st);
+}
+
+enum err db_run(struct db_stmt *st)
+{
+    enum err rc = db_next(st);
+    return rc == ERR_DONE ? ERR_OK : rc;
+}
+
+const char *db_col_text(struct db_stmt *st, int i)
+{
+    return st->db->drv->col_text(st, i);
+}
+
+int64_t db_col_int(struct db_stmt *st, int i)
+{
+    return st->db->drv->col_int(st, i);
+}
+
+bool db_col_null(struct db_stmt *st, int i)
+{
+    return st->db->drv->col_null(st, i);
+}
+
+int64_t db_changes(struct db_stmt *st)
+{
+    return st->db->drv->changes(st);
+}
+
+const char *db_errmsg(struct db *db)
+{
+    return db->errmsg;
+}
+
+bool db_broken(struct db *db)
+{
+    return db->drv->broken(db);
+}
+
+enum err db_ensure(struct db *db)
+{
+    if (!db->drv->broken(db))
+        return ERR_OK;
+    db_forget_statements(db);
+    return db->drv->reconnect(db);
+}
+
+enum err db_begin(struct db *db)
+{
+    db->savepoint_depth = 0;
+    return db_exec(db, db->drv->begin_sql);
+}
+
+enum err db_commit(struct db *db)
+{
+    db_release(db);
+    return db_exec(db, "COMMIT");
+}
+
+void db_rollback(struct db *db)
+{
+    db_release(db);
+    db_exec(db, "ROLLBACK");
+}
+
+enum err db_savepoint(struct db *db)
+{
+    return db_exec(db, "SAVEPOINT sp");
+}
+
+void db_rollback_savepoint(struct db *db)
+{
+    db_release(db);
+    db_exec(db, "ROLLBACK TO SAVEPOINT sp");
+    db_exec(db, "RELEASE SAVEPOINT sp");
+}
+
+enum err db_release_savepoint(struct db *db)
+{
+    db_release(db);
+    return db_exec(db, "RELEASE SAVEPOINT sp");
+}

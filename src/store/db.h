@@ -1,0 +1,130 @@
+/* The database facade: one small SQL interface over two drivers (SQLite, PostgreSQL).
+ *
+ * SQL is written once, with "?" placeholders (translated to $n for PostgreSQL) in the
+ * common dialect of SQLite >= 3.35 and PostgreSQL >= 12: INSERT ... ON CONFLICT,
+ * RETURNING, partial indexes. Times are integer milliseconds since the epoch.
+ *
+ * A connection belongs to one thread at a time. Statements are prepared once per
+ * connection and cached by their SQL text, so SQL assembled from a bounded set of
+ * fragments is prepared once too; never put values into SQL text: bind them. */
+#ifndef SLUICE_STORE_DB_H
+#define SLUICE_STORE_DB_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/err.h"
+
+enum db_kind { DB_SQLITE, DB_PG };
+
+struct db;
+struct db_stmt;
+
+/* Opens a connection: "sqlite:PATH" or "postgres://..."/"postgresql://...". On failure
+ * writes a one-line reason (no password) to errmsg. Caller frees with db_close(). */
+enum err db_open(const char *url, struct db **out, char *errmsg, size_t errlen);
+void db_close(struct db *db);
+enum db_kind db_kind(const struct db *db);
+
+/* Runs SQL without parameters or results (several statements allowed). */
+enum err db_exec(struct db *db, const char *sql);
+
+/* Returns the connection's prepared statement for sql, reset and with no bindings. Owned by
+ * the connection; valid until the next db_stmt() of the same sql. */
+struct db_stmt *db_stmt(struct db *db, const char *sql);
+/* Bind parameter i (1-based). Strings are copied. */
+void db_bind_text(struct db_stmt *st, int i, const char *s); /* NULL binds NULL */
+void db_bind_int(struct db_stmt *st, int i, int64_t v);
+void db_bind_null(struct db_stmt *st, int i);
+/* Executes on the first call, then advances: ERR_OK when a row is available, ERR_DONE when
+ * there are no more, ERR_CONFLICT on a unique violation, ERR_STORAGE otherwise. */
+enum err db_next(struct db_stmt *st);
+/* Executes a statement that returns no rows (or ignores them). */
+enum err db_run(struct db_stmt *st);
+/* Column access for the current row (0-based). Text is valid until the next db_next. */
+const char *db_col_text(struct db_stmt *st, int i); /* NULL for SQL NULL */
+int64_t db_col_int(struct db_stmt *st, int i);
+bool db_col_null(struct db_stmt *st, int i);
+/* Rows changed by the last executed statement. */
+int64_t db_changes(struct db_stmt *st);
+
+/* The last error message of the connection, for logs (never contains secrets). */
+const char *db_errmsg(struct db *db);
+/* True when the connection is unusable (PostgreSQL server gone). */
+bool db_broken(struct db *db);
+/* Reconnects a broken connection (dropping cached statements); ERR_OK when usable. */
+enum err db_ensure(struct db *db);
+
+/* Resets every statement still holding results, ending SQLite read snapshots. Call when a
+ * request or batch is done with the connection (commit does it itself). */
+void db_release(struct db *db);
+
+/* Transactions. db_begin takes the write lock at once on SQLite (BEGIN IMMEDIATE). */
+enum err db_begin(struct db *db);
+enum err db_commit(struct db *db);
+void db_rollback(struct db *db);
+enum err db_savepoint(struct db *db);
+void db_rollback_savepoint(struct db *db);
+enum err db_release_savepoint(struct db *db);
+
+/* Driver interface, implemented by db_sqlite.c and db_pg.c. */
+struct db_driver {
+    enum err (*open)(struct db *db, const char *url, char *errmsg, size_t errlen);
+    void (*close)(struct db *db);
+    enum err (*exec)(struct db *db, const char *sql);
+    void *(*prepare)(struct db *db, const char *sql, int *nparams);
+    void (*finalize)(struct db *db, void *handle);
+    enum err (*next)(struct db_stmt *st);
+    void (*reset)(struct db_stmt *st);
+    const char *(*col_text)(struct db_stmt *st, int i);
+    int64_t (*col_int)(struct db_stmt *st, int i);
+    bool (*col_null)(struct db_stmt *st, int i);
+    int64_t (*changes)(struct db_stmt *st);
+    bool (*broken)(struct db *db);
+    enum err (*reconnect)(struct db *db);
+    const char *begin_sql;
+};
+
+#define DB_MAX_PARAMS 64
+
+struct db_param {
+    char *text; /* NULL: SQL NULL */
+    int64_t ival;
+    bool is_int;
+};
+
+struct db_stmt {
+    struct db *db;
+    char *sql;       /* owned copy: the cache key */
+    void *handle;    /* driver's prepared statement */
+    int nparams;
+    struct db_param params[DB_MAX_PARAMS];
+    bool executed;
+    void *result; /* driver's result state */
+    int row;
+    int64_t changes;
+    struct db_stmt *next;        /* cache chain */
+    struct db_stmt *active_next; /* executed, not yet reset */
+    bool active;
+};
+
+#define DB_STMT_BUCKETS 256
+
+struct db {
+    enum db_kind kind;
+    const struct db_driver *drv;
+    void *conn;
+    char errmsg[256];
+    struct db_stmt *stmts[DB_STMT_BUCKETS];
+    int savepoint_depth;
+    struct db_stmt *active; /* statements executed since their last reset */
+};
+
+extern const struct db_driver db_sqlite_driver;
+extern const struct db_driver db_pg_driver;
+
+/* Drops every cached statement (after a reconnect). Used by drivers. */
+void db_forget_statements(struct db *db);
+
+#endif

@@ -1,0 +1,50 @@
+/* The event log: publishing (inside the writer's transaction) and reading. */
+#ifndef SLUICE_STORE_EVENTS_H
+#define SLUICE_STORE_EVENTS_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/err.h"
+#include "core/id.h"
+#include "store/db.h"
+
+/* One event to publish, validated. Strings are owned by the event. */
+struct event_in {
+    char *client_id; /* NULL: none */
+    char *type;
+    char entity[72];
+    char *entity_id;
+    int64_t occurred_at; /* -1: the publish time */
+    char *payload;       /* compact JSON object */
+    /* results */
+    char id[ID_MAX];
+    bool duplicate;
+    int64_t sequence;
+    int64_t published_at;
+};
+
+/* Stores ev for tenant unless its client id already exists (then fills ev->id with the
+ * stored id and sets ev->duplicate). Writer thread, inside a transaction. */
+enum err store_event_publish(struct db *db, const char *tenant, struct event_in *ev);
+
+struct event_filter {
+    const char *type;
+    const char *entity_id;
+    int64_t from, to; /* -1: unbounded */
+    const char *cursor;
+    int limit;
+};
+
+/* Lists events newest first into a new JSON array (*out, caller decrefs); *next is a
+ * malloc'd cursor or NULL. */
+enum err store_events_list(struct db *db, const char *tenant, const struct event_filter *f,
+                           json_t **out, char **next);
+/* Fetches one event as JSON (*out, caller decrefs); ERR_NOT_FOUND if absent. */
+enum err store_event_get(struct db *db, const char *tenant, const char *id, json_t **out);
+
+/* Frees the strings of ev. */
+void event_in_cleanup(struct event_in *ev);
+
+#endif

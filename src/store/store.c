@@ -1,0 +1,524 @@
+/* The writer thread (group commit), read connections and start-up checks.
+ *
+ * Threads: store_start/store_stop run on the main thread. One writer thread owns the only
+ * writing connection and commits queued jobs in batches. Every other thread reads through
+ * its own connection from store_reader(), closed by a pthread key destructor at thread exit.
+ * The queue is guarded by g.lock; no lock is held across database I/O. */
+#include "store/store.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/crypto.h"
+#include "core/log.h"
+#include "core/timeutil.h"
+#include "core/embed.h"
+#include "core/xalloc.h"
+
+#define BATCH_MAX 1024 /* jobs per transaction */
+
+static struct {
+    char *url;
+    struct db *wdb;
+    pthread_t thread;
+    bool running;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    struct store_job *head, *tail;
+    bool stopping;
+    void (*wake_hook)(unsigned mask);
+    unsigned char master_key[32];
+    char admin_hash[2 * SHA256_LEN + 1];
+    pthread_key_t reader_key;
+    struct store_stats stats;
+} g = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+
+/* --- migrations --------------------------------------------------------------------- */
+
+static int migration_version(const char *name)
+{
+    const char *base = strrchr(name, '/');
+    base = base ? base + 1 : name;
+    return (int)strtol(base, NULL, 10);
+}
+
+enum err store_migrate(struct db *db, char *errmsg, size_t errlen)
+{
+    const char *dialect = db_kind(db) == DB_PG ? ".pg.sql" : ".sqlite.sql";
+    enum err rc = db_exec(db, "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                              "version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)");
+    if (rc != ERR_OK)
+        goto fail;
+    if (db_kind(db) == DB_PG) /* several nodes may start at once */
+        db_exec(db, "SELECT pg_advisory_lock(7310001)");
+    int current = 0;
+    struct db_stmt *st = db_stmt(db, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations");
+    if ((rc = db_next(st)) != ERR_OK)
+        goto unlock;
+    current = (int)db_col_int(st, 0);
+    st = db_stmt(db, "SELECT 1"); /* release the result */
+    for (const struct embedded_file *f = embedded_files; f->name; f++) {
+        if (strncmp(f->name, "src/store/migrations/", 21) != 0)
+            continue;
+        size_t n = strlen(f->name), dl = strlen(dialect);
+        if (n < dl || strcmp(f->name + n - dl, dialect) != 0)
+            continue;
+        int v = migration_version(f->name);
+        if (v <= current)
+            continue;
+        char *sql = xstrndup((const char *)f->data, f->len);
+        rc = db_begin(db);
+        if (rc == ERR_OK)
+            rc = db_exec(db, sql);
+        free(sql);
+        if (rc == ERR_OK) {
+            struct db_stmt *ins =
+                db_stmt(db, "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)");
+            db_bind_int(ins, 1, v);
+            db_bind_int(ins, 2, time_now_ms());
+            rc = db_run(ins);
+        }
+        if (rc == ERR_OK)
+            rc = db_commit(db);
+        if (rc != ERR_OK) {
+            snprintf(errmsg, errlen, "migration %s failed: %s", f->name, db_errmsg(db));
+            db_rollback(db);
+            goto unlock;
+        }
+        log_info("store", "applied migration %s", f->name);
+    }
+unlock:
+    if (db_kind(db) == DB_PG)
+        db_exec(db, "SELECT pg_advisory_unlock(7310001)");
+    if (rc == ERR_OK)
+        return ERR_OK;
+fail:
+    if (!*errmsg)
+        snprintf(errmsg, errlen, "migrations failed: %s", db_errmsg(db));
+    return rc;
+}
+
+/* --- settings: master key, admin token ------------------------------------------------ */
+
+static enum err setting_get(struct db *db, const char *key, char **out)
+{
+    struct db_stmt *st = db_stmt(db, "SELECT value FROM settings WHERE key = ?");
+    db_bind_text(st, 1, key);
+    enum err rc = db_next(st);
+    if (rc == ERR_OK)
+        *out = xstrdup(db_col_text(st, 0));
+    return rc == ERR_DONE ? ERR_NOT_FOUND : rc;
+}
+
+static enum err setting_put(struct db *db, const char *key, const char *value)
+{
+    struct db_stmt *st = db_stmt(db, "INSERT INTO settings (key, value) VALUES (?, ?) "
+                                     "ON CONFLICT (key) DO UPDATE SET value = excluded.value");
+    db_bind_text(st, 1, key);
+    db_bind_text(st, 2, value);
+    return db_run(st);
+}
+
+/* Reads a whole small file into a malloc'd string; NULL if it does not exist. */
+static char *read_small_file(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return NULL;
+    char buf[512];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
+        buf[--n] = '\0';
+    return xstrdup(buf);
+}
+
+static enum err write_secret_file(const char *path, const char *content, char *errmsg,
+                                  size_t errlen)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+    if (fd < 0) {
+        snprintf(errmsg, errlen, "cannot create %s: %s", path, strerror(errno));
+        return ERR_IO;
+    }
+    size_t n = strlen(content);
+    bool ok = write(fd, content, n) == (ssize_t)n && write(fd, "\n", 1) == 1 && fsync(fd) == 0;
+    close(fd);
+    if (!ok) {
+        snprintf(errmsg, errlen, "cannot write %s: %s", path, strerror(errno));
+        return ERR_IO;
+    }
+    return ERR_OK;
+}
+
+static enum err setup_master_key(const struct config *cfg, char *errmsg, size_t errlen)
+{
+    char *path = cfg->master_key_file ? xstrdup(cfg->master_key_file)
+                                      : xasprintf("%s/master-key", cfg->data_dir);
+    char *hex = read_small_file(path);
+    enum err rc = ERR_OK;
+    if (!hex) {
+        if (cfg->master_key_file) {
+            snprintf(errmsg, errlen, "cannot read master key file %s: %s", path,
+                     strerror(errno));
+            rc = ERR_IO;
+            goto out;
+        }
+        unsigned char key[32];
+        crypto_random(key, sizeof key);
+        hex = hex_encode(key, sizeof key);
+        if ((rc = write_secret_file(path, hex, errmsg, errlen)) != ERR_OK)
+            goto out;
+        log_info("store", "generated master key in %s", path);
+    }
+    if (hex_decode(hex, g.master_key, sizeof g.master_key) != ERR_OK) {
+        snprintf(errmsg, errlen, "master key file %s must hold 32 bytes as 64 hex digits", path);
+        rc = ERR_INVALID;
+        goto out;
+    }
+    char fp[2 * SHA256_LEN + 1];
+    crypto_sha256_hex(hex, fp);
+    char *stored = NULL;
+    rc = setting_get(g.wdb, "master_key_fingerprint", &stored);
+    if (rc == ERR_NOT_FOUND) {
+        rc = setting_put(g.wdb, "master_key_fingerprint", fp);
+    } else if (rc == ERR_OK && strcmp(stored, fp) != 0) {
+        snprintf(errmsg, errlen,
+                 "the master key in %s does not match the one this database was set up with "
+                 "(every node sharing a database must use the same --master-key-file)",
+                 path);
+        rc = ERR_INVALID;
+    }
+    free(stored);
+out:
+    free(hex);
+    free(path);
+    return rc;
+}
+
+static enum err setup_admin_token(const struct config *cfg, char *errmsg, size_t errlen)
+{
+    char *path = xasprintf("%s/admin-token", cfg->data_dir);
+    char *stored = NULL;
+    enum err rc = setting_get(g.wdb, "admin_token_hash", &stored);
+    if (rc != ERR_OK && rc != ERR_NOT_FOUND)
+        goto out;
+    rc = ERR_OK;
+    if (cfg->admin_token && *cfg->admin_token) {
+        crypto_sha256_hex(cfg->admin_token, g.admin_hash);
+        if (!stored || strcmp(stored, g.admin_hash) != 0)
+            rc = setting_put(g.wdb, "admin_token_hash", g.admin_hash);
+        fprintf(stdout, "Admin token: as given by --admin-token / SLUICE_ADMIN_TOKEN\n");
+        goto out;
+    }
+    char *tok = read_small_file(path);
+    if (tok) {
+        crypto_sha256_hex(tok, g.admin_hash);
+        free(tok);
+        if (!stored || strcmp(stored, g.admin_hash) != 0)
+            rc = setting_put(g.wdb, "admin_token_hash", g.admin_hash);
+        fprintf(stdout, "Admin token: in %s\n", path);
+        goto out;
+    }
+    if (stored) {
+        /* Another node generated it; this node's data dir does not hold it. */
+        snprintf(g.admin_hash, sizeof g.admin_hash, "%s", stored);
+        fprintf(stdout, "Admin token: set in the database by another node (not in %s)\n", path);
+        goto out;
+    }
+    unsigned char raw[24];
+    crypto_random(raw, sizeof raw);
+    char *b = base64url_encode(raw, sizeof raw);
+    char *token = xasprintf("adm_%s", b);
+    free(b);
+    if ((rc = write_secret_file(path, token, errmsg, errlen)) == ERR_OK) {
+        crypto_sha256_hex(token, g.admin_hash);
+        rc = setting_put(g.wdb, "admin_token_hash", g.admin_hash);
+        fprintf(stdout, "Admin token: %s  (saved in %s, shown only now)\n", token, path);
+    }
+    free(token);
+out:
+    fflush(stdout);
+    if (rc == ERR_STORAGE && !*errmsg)
+        snprintf(errmsg, errlen, "cannot store the admin token: %s", db_errmsg(g.wdb));
+    free(stored);
+    free(path);
+    return rc;
+}
+
+bool store_admin_token_ok(const char *token)
+{
+    if (!g.admin_hash[0] || !token)
+        return false;
+    char h[2 * SHA256_LEN + 1];
+    crypto_sha256_hex(token, h);
+    return crypto_streq(h, g.admin_hash);
+}
+
+const unsigned char *store_master_key(void)
+{
+    return g.master_key;
+}
+
+/* --- readers -------------------------------------------------------------------------- */
+
+static void reader_destroy(void *p)
+{
+    db_close(p);
+}
+
+struct db *store_reader(void)
+{
+    struct db *db = pthread_getspecific(g.reader_key);
+    if (!db) {
+        char msg[256] = "";
+        if (db_open(g.url, &db, msg, sizeof msg) != ERR_OK) {
+            log_error("store", "cannot open a read connection: %s", msg);
+            return NULL;
+        }
+        if (db_kind(db) == DB_SQLITE)
+            db_exec(db, "PRAGMA query_only = ON");
+        pthread_setspecific(g.reader_key, db);
+    }
+    if (db_ensure(db) != ERR_OK)
+        return NULL;
+    return db;
+}
+
+void store_reader_release(void)
+{
+    struct db *db = pthread_getspecific(g.reader_key);
+    if (db)
+        db_release(db);
+}
+
+enum db_kind store_kind(void)
+{
+    return db_kind(g.wdb);
+}
+
+/* --- the writer ----------------------------------------------------------------------- */
+
+static void run_batch(struct store_job *batch)
+{
+    struct db *db = g.wdb;
+    unsigned wake = 0;
+    enum err rc = db_ensure(db);
+    if (rc == ERR_OK)
+        rc = db_begin(db);
+    if (rc == ERR_OK) {
+        for (struct store_job *j = batch; j; j = j->next) {
+            if (db_savepoint(db) != ERR_OK) {
+                j->rc = ERR_STORAGE;
+                continue;
+            }
+            j->rc = j->run(db, j->arg);
+            if (j->rc == ERR_OK) {
+                if (db_release_savepoint(db) != ERR_OK)
+                    j->rc = ERR_STORAGE;
+            } else {
+                db_rollback_savepoint(db);
+            }
+        }
+        rc = db_commit(db);
+        if (rc != ERR_OK) {
+            log_error("store", "commit failed: %s", db_errmsg(db));
+            db_rollback(db);
+        }
+    } else {
+        log_error("store", "cannot begin a transaction: %s", db_errmsg(db));
+    }
+    size_t n = 0;
+    for (struct store_job *j = batch; j; j = j->next) {
+        n++;
+        if (rc != ERR_OK)
+            j->rc = ERR_STORAGE; /* nothing of the batch was committed */
+        else if (j->rc == ERR_OK)
+            wake |= j->wake;
+    }
+    pthread_mutex_lock(&g.lock);
+    g.stats.commits += rc == ERR_OK;
+    g.stats.failed_commits += rc != ERR_OK;
+    g.stats.jobs += n;
+    pthread_mutex_unlock(&g.lock);
+    struct store_job *j = batch;
+    while (j) {
+        struct store_job *next = j->next; /* done() may free j */
+        j->next = NULL;
+        if (j->done)
+            j->done(j->arg, j->rc);
+        j = next;
+    }
+    if (wake && g.wake_hook)
+        g.wake_hook(wake);
+}
+
+static void *writer_main(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        pthread_mutex_lock(&g.lock);
+        while (!g.head && !g.stopping)
+            pthread_cond_wait(&g.cond, &g.lock);
+        if (!g.head && g.stopping) {
+            pthread_mutex_unlock(&g.lock);
+            break;
+        }
+        struct store_job *batch = g.head, *last = g.head;
+        size_t n = 1;
+        while (last->next && n < BATCH_MAX) {
+            last = last->next;
+            n++;
+        }
+        g.head = last->next;
+        if (!g.head)
+            g.tail = NULL;
+        last->next = NULL;
+        pthread_mutex_unlock(&g.lock);
+        run_batch(batch);
+    }
+    return NULL;
+}
+
+void store_submit(struct store_job *job)
+{
+    job->next = NULL;
+    pthread_mutex_lock(&g.lock);
+    if (g.stopping || !g.running) {
+        pthread_mutex_unlock(&g.lock);
+        job->rc = ERR_SHUTDOWN;
+        if (job->done)
+            job->done(job->arg, ERR_SHUTDOWN);
+        return;
+    }
+    if (g.tail)
+        g.tail->next = job;
+    else
+        g.head = job;
+    g.tail = job;
+    pthread_cond_signal(&g.cond);
+    pthread_mutex_unlock(&g.lock);
+}
+
+struct sync_wait {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool done;
+    enum err rc;
+    enum err (*run)(struct db *db, void *arg);
+    void *arg;
+};
+
+static enum err sync_run(struct db *db, void *arg)
+{
+    struct sync_wait *w = arg;
+    return w->run(db, w->arg);
+}
+
+static void sync_done(void *arg, enum err rc)
+{
+    struct sync_wait *w = arg;
+    pthread_mutex_lock(&w->lock);
+    w->done = true;
+    w->rc = rc;
+    pthread_cond_signal(&w->cond);
+    pthread_mutex_unlock(&w->lock);
+}
+
+enum err store_write(enum err (*run)(struct db *db, void *arg), void *arg, unsigned wake)
+{
+    struct sync_wait w = {.lock = PTHREAD_MUTEX_INITIALIZER,
+                          .cond = PTHREAD_COND_INITIALIZER,
+                          .run = run,
+                          .arg = arg};
+    struct store_job job = {.run = sync_run, .done = sync_done, .arg = &w, .wake = wake};
+    store_submit(&job);
+    pthread_mutex_lock(&w.lock);
+    while (!w.done)
+        pthread_cond_wait(&w.cond, &w.lock);
+    pthread_mutex_unlock(&w.lock);
+    return w.rc;
+}
+
+void store_set_wake_hook(void (*fn)(unsigned mask))
+{
+    g.wake_hook = fn;
+}
+
+void store_get_stats(struct store_stats *out)
+{
+    pthread_mutex_lock(&g.lock);
+    *out = g.stats;
+    pthread_mutex_unlock(&g.lock);
+}
+
+static enum err ensure_data_dir(const char *dir, char *errmsg, size_t errlen)
+{
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+        snprintf(errmsg, errlen, "cannot create data directory %s: %s", dir, strerror(errno));
+        return ERR_IO;
+    }
+    return ERR_OK;
+}
+
+enum err store_start(const struct config *cfg, char *errmsg, size_t errlen)
+{
+    enum err rc = ensure_data_dir(cfg->data_dir, errmsg, errlen);
+    if (rc != ERR_OK)
+        return rc;
+    g.url = xstrdup(cfg->db);
+    if ((rc = db_open(g.url, &g.wdb, errmsg, errlen)) != ERR_OK)
+        goto fail;
+    if ((rc = store_migrate(g.wdb, errmsg, errlen)) != ERR_OK)
+        goto fail;
+    if ((rc = setup_master_key(cfg, errmsg, errlen)) != ERR_OK)
+        goto fail;
+    if ((rc = setup_admin_token(cfg, errmsg, errlen)) != ERR_OK)
+        goto fail;
+    pthread_key_create(&g.reader_key, reader_destroy);
+    g.stopping = false;
+    g.running = true;
+    if (pthread_create(&g.thread, NULL, writer_main, NULL) != 0) {
+        snprintf(errmsg, errlen, "cannot start the writer thread");
+        g.running = false;
+        rc = ERR_INTERNAL;
+        goto fail;
+    }
+    log_info("store", "database ready (%s)", db_kind(g.wdb) == DB_PG ? "postgresql" : "sqlite");
+    return ERR_OK;
+fail:
+    db_close(g.wdb);
+    g.wdb = NULL;
+    free(g.url);
+    g.url = NULL;
+    return rc;
+}
+
+void store_stop(void)
+{
+    if (!g.running)
+        return;
+    pthread_mutex_lock(&g.lock);
+    g.stopping = true;
+    pthread_cond_signal(&g.cond);
+    pthread_mutex_unlock(&g.lock);
+    pthread_join(g.thread, NULL);
+    g.running = false;
+    db_close(g.wdb);
+    g.wdb = NULL;
+    /* The main thread may have opened a read connection too. */
+    struct db *r = pthread_getspecific(g.reader_key);
+    if (r) {
+        db_close(r);
+        pthread_setspecific(g.reader_key, NULL);
+    }
+    free(g.url);
+    g.url = NULL;
+}

@@ -1,0 +1,74 @@
+/* The store: the writer thread (group commit), per-thread read connections, migrations,
+ * and start-up settings (admin token, master key fingerprint).
+ *
+ * Writes go through jobs: a job's run() executes inside the writer's transaction under its
+ * own savepoint (a failing job rolls back alone); the transaction commits once for the
+ * whole batch, then every job learns its result. So a 2xx means durably committed. */
+#ifndef SLUICE_STORE_STORE_H
+#define SLUICE_STORE_STORE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/config.h"
+#include "core/err.h"
+#include "store/db.h"
+
+struct store_job {
+    /* Runs on the writer thread inside the transaction; must not block on I/O. */
+    enum err (*run)(struct db *db, void *arg);
+    /* Runs on the writer thread after commit (or failure); must be quick. May be NULL. */
+    void (*done)(void *arg, enum err rc);
+    void *arg;
+    unsigned wake; /* STORE_WAKE_* bits a successful run() sets: engines woken after commit */
+    enum err rc;
+    struct store_job *next;
+};
+
+/* Wake-up bits: which background engines have new work after a commit. */
+#define STORE_WAKE_WEBHOOK 1u
+#define STORE_WAKE_S3 2u
+#define STORE_WAKE_ALERTS 4u
+#define STORE_WAKE_NOTIFY 8u
+
+/* Opens the database, applies migrations, checks the master key fingerprint and admin
+ * token, and starts the writer thread. On failure writes one line to errmsg. */
+enum err store_start(const struct config *cfg, char *errmsg, size_t errlen);
+/* Stops accepting jobs, commits everything queued, stops the writer. Main thread. */
+void store_stop(void);
+
+/* Queues a job; its done() is called later on the writer thread. After store_stop() the
+ * job completes at once with ERR_SHUTDOWN. The caller keeps the job alive until done. */
+void store_submit(struct store_job *job);
+/* Runs run(db, arg) in the next group commit and waits for the outcome. */
+enum err store_write(enum err (*run)(struct db *db, void *arg), void *arg, unsigned wake);
+
+/* The calling thread's read connection (opened on first use, closed at thread exit), or
+ * NULL when the database cannot be reached. */
+struct db *store_reader(void);
+
+/* Ends the calling thread's read snapshot (resets its statements); call after each request. */
+void store_reader_release(void);
+
+/* Registers the function called after each commit with the OR of the jobs' wake bits. */
+void store_set_wake_hook(void (*fn)(unsigned mask));
+
+/* The engine's kind (SQLite or PostgreSQL). */
+enum db_kind store_kind(void);
+/* The master key (32 bytes) for secrets at rest. */
+const unsigned char *store_master_key(void);
+/* Checks the admin token against its stored hash (constant time). */
+bool store_admin_token_ok(const char *token);
+
+/* Commit statistics for /metrics. */
+struct store_stats {
+    uint64_t commits;
+    uint64_t jobs;
+    uint64_t failed_commits;
+};
+void store_get_stats(struct store_stats *out);
+
+/* Applies pending migrations on db (exported for tests and the CLI). */
+enum err store_migrate(struct db *db, char *errmsg, size_t errlen);
+
+#endif
