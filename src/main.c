@@ -1,5 +1,6 @@
 /* sluice: the command line. Wiring only: parse arguments, start the subsystems in order,
  * wait for SIGTERM/SIGINT on the main thread, stop them in reverse order. */
+#include <curl/curl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,7 +11,11 @@
 #include "core/log.h"
 #include "core/timeutil.h"
 #include "http/http.h"
+#include "deliver/queue.h"
+#include "deliver/webhook.h"
 #include "store/store.h"
+#include "stream/routing.h"
+#include "stream/scheduler.h"
 
 #ifndef SLUICE_VERSION
 #define SLUICE_VERSION "dev"
@@ -26,6 +31,18 @@ static void usage(FILE *out)
                  "With no flags, `sluice serve` runs on SQLite in ./sluice-data/ and listens on\n"
                  "http://127.0.0.1:8080 (API under /v1, console at /).\n",
             SLUICE_VERSION);
+}
+
+static void on_commit_wake(unsigned mask)
+{
+    if (mask & STORE_WAKE_WEBHOOK)
+        webhook_wake();
+}
+
+/* SQLite has one node: every lease is this node's own from an earlier run. */
+static enum err release_all_leases(struct db *db, void *arg)
+{
+    return queue_release_leases(db, true, arg);
 }
 
 static int serve(int argc, char **argv)
@@ -58,11 +75,26 @@ static int serve(int argc, char **argv)
         fprintf(stderr, "sluice: %s\n", err);
         goto out;
     }
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    if (store_kind() == DB_SQLITE) {
+        int64_t n = 0;
+        store_write(release_all_leases, &n, 0);
+        if (n)
+            log_info("main", "released %lld lease(s) left by the previous run", (long long)n);
+    }
+    store_set_wake_hook(on_commit_wake);
     api_init(&cfg);
+    if (config_has_role(&cfg, "webhook") && webhook_start(&cfg) != ERR_OK) {
+        fprintf(stderr, "sluice: cannot start the webhook engine\n");
+        goto stop;
+    }
+    if (scheduler_start(&cfg) != ERR_OK) {
+        fprintf(stderr, "sluice: cannot start the scheduler\n");
+        goto stop;
+    }
     if (http_start(&cfg, api_routes, err, sizeof err) != ERR_OK) {
         fprintf(stderr, "sluice: %s\n", err);
-        store_stop();
-        goto out;
+        goto stop;
     }
     char host[128];
     const char *colon = strrchr(cfg.listen, ':');
@@ -79,10 +111,16 @@ static int serve(int argc, char **argv)
     int sig = 0;
     sigwait(&sigs, &sig);
     log_info("main", "received %s, shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
-    http_stop();
-    store_stop();
-    log_info("main", "stopped cleanly");
     code = 0;
+stop:
+    http_stop();
+    scheduler_stop();
+    webhook_stop();
+    store_stop();
+    routing_cleanup();
+    curl_global_cleanup();
+    if (code == 0)
+        log_info("main", "stopped cleanly");
 out:
     config_cleanup(&cfg);
     return code;

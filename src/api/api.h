@@ -35,6 +35,21 @@ void api_events_publish(struct http_req *req);
 void api_events_list(struct http_req *req);
 void api_events_get(struct http_req *req);
 
+/* api_integrations.c */
+void api_integrations_create(struct http_req *req);
+void api_integrations_list(struct http_req *req);
+void api_integrations_get(struct http_req *req);
+void api_integrations_patch(struct http_req *req);
+void api_integrations_delete(struct http_req *req);
+void api_integrations_pause(struct http_req *req);
+void api_integrations_resume(struct http_req *req);
+void api_integrations_test(struct http_req *req);
+void api_integrations_events(struct http_req *req);
+void api_integrations_attempts(struct http_req *req);
+void api_integrations_rejected(struct http_req *req);
+void api_integrations_redeliver(struct http_req *req);
+void api_integrations_logs(struct http_req *req);
+
 /* Validates a user-chosen id: 1-64 chars of A-Za-z0-9._- */
 bool api_id_valid(const char *s);
 

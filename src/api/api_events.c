@@ -11,6 +11,7 @@
 #include "core/xalloc.h"
 #include "store/events.h"
 #include "stream/catalog.h"
+#include "stream/routing.h"
 
 #define MAX_BATCH 1000
 #define MAX_PAYLOAD (256 * 1024)
@@ -244,14 +245,21 @@ static enum err publish_run(struct db *db, void *arg)
 {
     struct publish_ctx *c = arg;
     c->accepted = c->duplicates = 0;
+    struct routing_tenant *rt;
+    enum err rc = routing_prepare(db, c->tenant, &rt);
+    if (rc != ERR_OK)
+        return rc == ERR_NOT_FOUND ? ERR_AUTH : rc;
     for (size_t i = 0; i < c->n; i++) {
-        enum err rc = store_event_publish(db, c->tenant, &c->events[i]);
+        rc = store_event_publish(db, c->tenant, &c->events[i]);
         if (rc != ERR_OK)
             return rc;
-        if (c->events[i].duplicate)
+        if (c->events[i].duplicate) {
             c->duplicates++;
-        else
-            c->accepted++;
+            continue;
+        }
+        c->accepted++;
+        if ((rc = routing_route(db, rt, &c->events[i], NULL)) != ERR_OK)
+            return rc;
     }
     return ERR_OK;
 }

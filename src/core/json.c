@@ -124,3 +124,23 @@ const char *json_field(char *out, size_t outlen, const char *prefix, const char 
     snprintf(out, outlen, "%s%s", prefix, field);
     return out;
 }
+
+void utf8_scrub(char *s)
+{
+    unsigned char *p = (unsigned char *)s;
+    while (*p) {
+        int n = *p < 0x80 ? 1 : (*p & 0xe0) == 0xc0 ? 2 : (*p & 0xf0) == 0xe0 ? 3
+                : (*p & 0xf8) == 0xf0                 ? 4
+                                                      : 0;
+        int ok = n > 0;
+        for (int i = 1; i < n && ok; i++)
+            ok = (p[i] & 0xc0) == 0x80;
+        if (n == 2 && *p < 0xc2)
+            ok = 0; /* overlong */
+        if (!ok) {
+            *p++ = '?';
+            continue;
+        }
+        p += n;
+    }
+}

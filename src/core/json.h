@@ -38,6 +38,9 @@ void json_check_fields(json_t *obj, const char *const *allowed, const char *pref
 /* Joins prefix and field into out: "events[3]." + "type". */
 const char *json_field(char *out, size_t outlen, const char *prefix, const char *field);
 
+/* Replaces every byte that is not part of valid UTF-8 with '?', in place. */
+void utf8_scrub(char *s);
+
 /* Adds an RFC 3339 time member (or null when ms < 0). */
 void json_set_time(json_t *obj, const char *key, int64_t ms);
 /* Sets obj[key] = string s, or null when s is NULL. */

@@ -145,9 +145,12 @@ void http_problem_verrs(struct http_req *req, struct verrs *v)
     char detail[600];
     json_t *e0 = json_array_get(errs, 0);
     if (e0) {
-        snprintf(detail, sizeof detail, "%s: %s",
-                 json_string_value(json_object_get(e0, "field")),
-                 json_string_value(json_object_get(e0, "message")));
+        const char *field = json_string_value(json_object_get(e0, "field"));
+        const char *msg = json_string_value(json_object_get(e0, "message"));
+        if (field && *field)
+            snprintf(detail, sizeof detail, "%s: %s", field, msg);
+        else
+            snprintf(detail, sizeof detail, "%s", msg);
         first = detail;
     }
     http_problem(req, 422, first, errs);

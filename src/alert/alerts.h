@@ -1,0 +1,38 @@
+/* Alerts: the one way to record a failure. Every reported failure and every Event Stream
+ * failure becomes a row through alert_record(), inside the caller's transaction, so the
+ * alert commits with the state change that caused it. (The alerting work extends this
+ * function with policy matching and issues; callers do not change.) */
+#ifndef SLUICE_ALERT_ALERTS_H
+#define SLUICE_ALERT_ALERTS_H
+
+#include <stdint.h>
+
+#include "core/err.h"
+#include "core/id.h"
+#include "store/db.h"
+
+struct alert_in {
+    const char *event;      /* a failure event of the catalog */
+    const char *connection; /* may be NULL */
+    const char *entity_id;  /* may be NULL */
+    const char *task_id;    /* may be NULL */
+    const char *message;
+    const char *details; /* compact JSON object text, or NULL */
+    int64_t occurred_at; /* ms; <0: now */
+};
+
+/* Stores the alert for tenant; writes its id into id_out (may be NULL). Writer thread,
+ * inside a transaction. */
+enum err alert_record(struct db *db, const char *tenant, const struct alert_in *a,
+                      char id_out[ID_MAX]);
+
+/* Creates a task row (kind, connection, entity_id, status) and writes its id to id_out.
+ * Writer thread, inside a transaction. */
+enum err task_record(struct db *db, const char *tenant, const char *kind,
+                     const char *connection, const char *entity_id, const char *status,
+                     const char *details, char id_out[ID_MAX]);
+
+/* Marks the unresolved alerts of task_id resolved. Writer thread. */
+enum err alerts_resolve_task(struct db *db, const char *tenant, const char *task_id);
+
+#endif

@@ -1,0 +1,815 @@
+/* Event Stream integrations: CRUD, pause/resume, test, audit views, redeliver, logs.
+ * HTTP threads; writes go through http_defer() and commit with their log rows. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/api.h"
+#include "core/buf.h"
+#include "core/timeutil.h"
+#include "core/xalloc.h"
+#include "deliver/queue.h"
+#include "deliver/webhook.h"
+#include "stream/integrations.h"
+#include "stream/routing.h"
+
+static void actor_of(const struct http_req *req, char *out, size_t n)
+{
+    snprintf(out, n, "key:%s", req->auth.key_name);
+}
+
+static struct db *reader_or_503(struct http_req *req)
+{
+    struct db *db = store_reader();
+    if (!db)
+        http_problem_err(req, ERR_STORAGE, NULL);
+    return db;
+}
+
+/* Loads the integration named in the path; answers 404/503 and returns false on failure. */
+static bool load_path_integration(struct http_req *req, struct db *db, struct integration *in)
+{
+    enum err rc = integration_load(db, req->auth.tenant, http_param(req, 0), in);
+    if (rc == ERR_OK)
+        return true;
+    http_problem_err(req, rc, rc == ERR_NOT_FOUND ? "no such integration" : NULL);
+    return false;
+}
+
+/* --- create / patch ------------------------------------------------------------------ */
+
+struct integ_ctx {
+    struct integration in;
+    char *signing_secret; /* plaintext, only in the create answer */
+    char actor[160];
+    int64_t backfilled;
+    bool create;
+    json_t *answer;
+};
+
+static void integ_ctx_free(void *p)
+{
+    struct integ_ctx *c = p;
+    integration_cleanup(&c->in);
+    if (c->signing_secret) {
+        memset(c->signing_secret, 0, strlen(c->signing_secret));
+        free(c->signing_secret);
+    }
+    json_decref(c->answer);
+    free(c);
+}
+
+static enum err integ_create_run(struct db *db, void *arg)
+{
+    struct integ_ctx *c = arg;
+    enum err rc = integration_insert(db, &c->in);
+    if (rc == ERR_OK)
+        rc = integration_log(db, c->in.tenant, c->in.id, "started", "created", c->actor);
+    int64_t now = time_now_ms();
+    if (rc == ERR_OK && c->in.start_at >= 0 && c->in.start_at < now) {
+        int64_t to = c->in.end_at >= 0 && c->in.end_at < now ? c->in.end_at : now + 1;
+        rc = routing_backfill(db, c->in.tenant, c->in.id, c->in.events,
+                              !strcmp(c->in.ordering, "entity"), c->in.start_at, to,
+                              &c->backfilled);
+    }
+    if (rc == ERR_OK)
+        c->answer = integration_to_json(db, &c->in);
+    return rc;
+}
+
+static enum err integ_patch_run(struct db *db, void *arg)
+{
+    struct integ_ctx *c = arg;
+    enum err rc = integration_update(db, &c->in);
+    if (rc == ERR_OK) {
+        struct integration fresh;
+        if ((rc = integration_load(db, c->in.tenant, c->in.id, &fresh)) == ERR_OK) {
+            c->answer = integration_to_json(db, &fresh);
+            integration_cleanup(&fresh);
+        }
+    }
+    return rc;
+}
+
+static void integ_written(struct http_req *req)
+{
+    struct integ_ctx *c = req->ctx;
+    if (req->job.rc == ERR_CONFLICT) {
+        char d[160];
+        snprintf(d, sizeof d, "an integration with id \"%s\" already exists", c->in.id);
+        http_problem(req, 409, d, NULL);
+        return;
+    }
+    if (req->job.rc != ERR_OK) {
+        http_problem_err(req, req->job.rc,
+                         req->job.rc == ERR_NOT_FOUND ? "no such integration" : NULL);
+        return;
+    }
+    webhook_config_changed();
+    json_t *o = c->answer;
+    c->answer = NULL;
+    if (c->create && c->signing_secret)
+        json_object_set_new(o, "signing_secret", json_string(c->signing_secret));
+    if (c->create && c->backfilled)
+        json_object_set_new(o, "backfilled", json_integer(c->backfilled));
+    http_json(req, c->create ? 201 : 200, o);
+}
+
+static void integ_write(struct http_req *req, bool create)
+{
+    json_t *body;
+    if (!http_body_json(req, &body))
+        return;
+    struct db *db = reader_or_503(req);
+    if (!db) {
+        json_decref(body);
+        return;
+    }
+    struct integration existing;
+    if (!create && !load_path_integration(req, db, &existing)) {
+        json_decref(body);
+        return;
+    }
+    struct integ_ctx *c = xcalloc(1, sizeof *c);
+    c->create = create;
+    actor_of(req, c->actor, sizeof c->actor);
+    struct verrs v;
+    verrs_init(&v);
+    enum err rc = integration_parse(body, create ? NULL : &existing, req->auth.tenant, db,
+                                    api_config()->allow_private_targets, &c->in,
+                                    &c->signing_secret, &v);
+    if (!create)
+        integration_cleanup(&existing);
+    if (rc != ERR_OK) {
+        http_problem_err(req, rc, NULL);
+        integ_ctx_free(c);
+    } else if (verrs_any(&v)) {
+        http_problem_verrs(req, &v);
+        integ_ctx_free(c);
+    } else {
+        http_defer(req, create ? integ_create_run : integ_patch_run, integ_written, c,
+                   integ_ctx_free, STORE_WAKE_WEBHOOK);
+    }
+    verrs_cleanup(&v);
+    json_decref(body);
+}
+
+void api_integrations_create(struct http_req *req)
+{
+    integ_write(req, true);
+}
+
+void api_integrations_patch(struct http_req *req)
+{
+    integ_write(req, false);
+}
+
+/* --- read ---------------------------------------------------------------------------- */
+
+void api_integrations_get(struct http_req *req)
+{
+    struct db *db = reader_or_503(req);
+    struct integration in;
+    if (!db || !load_path_integration(req, db, &in))
+        return;
+    http_json(req, 200, integration_to_json(db, &in));
+    integration_cleanup(&in);
+}
+
+void api_integrations_list(struct http_req *req)
+{
+    const char *state = http_query(req, "state");
+    if (state && strcmp(state, "active") && strcmp(state, "paused") && strcmp(state, "stopped")) {
+        json_t *e = json_pack("[{s:s,s:s}]", "field", "state", "message",
+                              "must be active, paused or stopped");
+        http_problem(req, 400, "state must be active, paused or stopped", e);
+        return;
+    }
+    struct db *db = reader_or_503(req);
+    if (!db)
+        return;
+    struct db_stmt *st =
+        state ? db_stmt(db, "SELECT id FROM integrations WHERE tenant_id = ? AND state = ? "
+                            "ORDER BY created_at DESC, id")
+              : db_stmt(db, "SELECT id FROM integrations WHERE tenant_id = ? ORDER BY "
+                            "created_at DESC, id");
+    db_bind_text(st, 1, req->auth.tenant);
+    if (state)
+        db_bind_text(st, 2, state);
+    json_t *ids = json_array();
+    while (db_next(st) == ERR_OK)
+        json_array_append_new(ids, json_string(db_col_text(st, 0)));
+    db_release(db);
+    json_t *arr = json_array();
+    size_t i;
+    json_t *id;
+    json_array_foreach(ids, i, id)
+    {
+        struct integration in;
+        if (integration_load(db, req->auth.tenant, json_string_value(id), &in) != ERR_OK)
+            continue;
+        json_array_append_new(arr, integration_to_json(db, &in));
+        integration_cleanup(&in);
+    }
+    json_decref(ids);
+    http_json(req, 200, json_pack("{s:o,s:n}", "data", arr, "next_cursor"));
+}
+
+/* --- pause / resume / delete --------------------------------------------------------- */
+
+struct state_ctx {
+    char tenant[72];
+    char id[72];
+    char actor[160];
+    char *reason;
+    bool skip;
+    int64_t skipped;
+    const char *conflict;
+};
+
+static void state_ctx_free(void *p)
+{
+    struct state_ctx *c = p;
+    free(c->reason);
+    free(c);
+}
+
+static enum err pause_run(struct db *db, void *arg)
+{
+    struct state_ctx *c = arg;
+    struct integration in;
+    enum err rc = integration_load(db, c->tenant, c->id, &in);
+    if (rc != ERR_OK)
+        return rc;
+    bool active = !strcmp(in.state, "active");
+    integration_cleanup(&in);
+    if (!active) {
+        c->conflict = "the integration is not active";
+        return ERR_CONFLICT;
+    }
+    int64_t now = time_now_ms();
+    if ((rc = integration_set_state(db, c->tenant, c->id, "paused", now)) != ERR_OK ||
+        (rc = queue_pause(db, c->tenant, c->id)) != ERR_OK)
+        return rc;
+    char reason[700];
+    if (c->reason && *c->reason)
+        snprintf(reason, sizeof reason, "paused by %s: %s", c->actor, c->reason);
+    else
+        snprintf(reason, sizeof reason, "paused by %s", c->actor);
+    return integration_log(db, c->tenant, c->id, "stopped", reason, c->actor);
+}
+
+static enum err resume_run(struct db *db, void *arg)
+{
+    struct state_ctx *c = arg;
+    struct integration in;
+    enum err rc = integration_load(db, c->tenant, c->id, &in);
+    if (rc != ERR_OK)
+        return rc;
+    char state[12];
+    snprintf(state, sizeof state, "%s", in.state);
+    int64_t paused_at = in.paused_at;
+    integration_cleanup(&in);
+    if (!strcmp(state, "stopped")) {
+        c->conflict = "a stopped integration (past its end date) cannot be resumed";
+        return ERR_CONFLICT;
+    }
+    if (!strcmp(state, "active")) {
+        c->conflict = "the integration is already active";
+        return ERR_CONFLICT;
+    }
+    if ((rc = integration_set_state(db, c->tenant, c->id, "active", time_now_ms())) != ERR_OK ||
+        (rc = queue_resume(db, c->tenant, c->id, paused_at, c->skip, &c->skipped)) != ERR_OK)
+        return rc;
+    char reason[300];
+    if (c->skip)
+        snprintf(reason, sizeof reason, "resumed by %s, backlog of %lld skipped", c->actor,
+                 (long long)c->skipped);
+    else
+        snprintf(reason, sizeof reason, "resumed by %s", c->actor);
+    return integration_log(db, c->tenant, c->id, "started", reason, c->actor);
+}
+
+static void state_written(struct http_req *req)
+{
+    struct state_ctx *c = req->ctx;
+    if (req->job.rc == ERR_CONFLICT) {
+        http_problem(req, 409, c->conflict, NULL);
+        return;
+    }
+    if (req->job.rc != ERR_OK) {
+        http_problem_err(req, req->job.rc,
+                         req->job.rc == ERR_NOT_FOUND ? "no such integration" : NULL);
+        return;
+    }
+    webhook_config_changed();
+    api_integrations_get(req);
+}
+
+static struct state_ctx *state_ctx_new(struct http_req *req)
+{
+    struct state_ctx *c = xcalloc(1, sizeof *c);
+    snprintf(c->tenant, sizeof c->tenant, "%s", req->auth.tenant);
+    snprintf(c->id, sizeof c->id, "%s", http_param(req, 0));
+    snprintf(c->actor, sizeof c->actor, "key %s", req->auth.key_name);
+    return c;
+}
+
+/* Parses an optional JSON object body (empty body allowed). */
+static bool optional_body(struct http_req *req, json_t **out)
+{
+    *out = NULL;
+    if (req->body.len == 0)
+        return true;
+    if (!http_body_json(req, out))
+        return false;
+    if (!json_is_object(*out)) {
+        json_decref(*out);
+        *out = NULL;
+        http_problem(req, 422, "the body must be a JSON object", NULL);
+        return false;
+    }
+    return true;
+}
+
+void api_integrations_pause(struct http_req *req)
+{
+    json_t *body;
+    if (!optional_body(req, &body))
+        return;
+    struct verrs v;
+    verrs_init(&v);
+    static const char *const fields[] = {"reason", NULL};
+    json_t *r = NULL;
+    if (body) {
+        json_check_fields(body, fields, "", &v);
+        r = json_object_get(body, "reason");
+        if (r && !json_is_null(r) && (!json_is_string(r) || strlen(json_string_value(r)) > 500))
+            verrs_add(&v, "reason", "must be a string of at most 500 characters");
+    }
+    if (verrs_any(&v)) {
+        http_problem_verrs(req, &v);
+    } else {
+        struct state_ctx *c = state_ctx_new(req);
+        c->reason = xstrdup(json_string_value(r));
+        http_defer(req, pause_run, state_written, c, state_ctx_free, 0);
+    }
+    verrs_cleanup(&v);
+    json_decref(body);
+}
+
+void api_integrations_resume(struct http_req *req)
+{
+    json_t *body;
+    if (!optional_body(req, &body))
+        return;
+    struct verrs v;
+    verrs_init(&v);
+    static const char *const fields[] = {"skip_backlog", NULL};
+    json_t *skip = NULL;
+    if (body) {
+        json_check_fields(body, fields, "", &v);
+        skip = json_object_get(body, "skip_backlog");
+        if (skip && !json_is_boolean(skip))
+            verrs_add(&v, "skip_backlog", "must be true or false");
+    }
+    if (verrs_any(&v)) {
+        http_problem_verrs(req, &v);
+    } else {
+        struct state_ctx *c = state_ctx_new(req);
+        c->skip = skip && json_is_true(skip);
+        http_defer(req, resume_run, state_written, c, state_ctx_free, STORE_WAKE_WEBHOOK);
+    }
+    verrs_cleanup(&v);
+    json_decref(body);
+}
+
+static enum err delete_run(struct db *db, void *arg)
+{
+    struct state_ctx *c = arg;
+    struct db_stmt *st = db_stmt(db, "DELETE FROM delivery_attempts WHERE tenant_id = ? AND "
+                                     "delivery_id IN (SELECT id FROM deliveries WHERE tenant_id "
+                                     "= ? AND integration_id = ?)");
+    db_bind_text(st, 1, c->tenant);
+    db_bind_text(st, 2, c->tenant);
+    db_bind_text(st, 3, c->id);
+    enum err rc = db_run(st);
+    if (rc != ERR_OK)
+        return rc;
+    st = db_stmt(db, "DELETE FROM deliveries WHERE tenant_id = ? AND integration_id = ?");
+    db_bind_text(st, 1, c->tenant);
+    db_bind_text(st, 2, c->id);
+    if ((rc = db_run(st)) != ERR_OK)
+        return rc;
+    st = db_stmt(db, "DELETE FROM integrations WHERE tenant_id = ? AND id = ?");
+    db_bind_text(st, 1, c->tenant);
+    db_bind_text(st, 2, c->id);
+    if ((rc = db_run(st)) != ERR_OK)
+        return rc;
+    if (db_changes(st) == 0)
+        return ERR_NOT_FOUND;
+    char reason[200];
+    snprintf(reason, sizeof reason, "deleted by %s", c->actor);
+    if ((rc = integration_log(db, c->tenant, c->id, "deleted", reason, c->actor)) != ERR_OK)
+        return rc;
+    return tenant_config_bump(db, c->tenant);
+}
+
+static void deleted(struct http_req *req)
+{
+    if (req->job.rc != ERR_OK) {
+        http_problem_err(req, req->job.rc,
+                         req->job.rc == ERR_NOT_FOUND ? "no such integration" : NULL);
+        return;
+    }
+    webhook_config_changed();
+    http_no_content(req);
+}
+
+void api_integrations_delete(struct http_req *req)
+{
+    http_defer(req, delete_run, deleted, state_ctx_new(req), state_ctx_free, 0);
+}
+
+void api_integrations_test(struct http_req *req)
+{
+    struct db *db = reader_or_503(req);
+    struct integration in;
+    if (!db || !load_path_integration(req, db, &in))
+        return;
+    db_release(db);
+    http_json(req, 200, webhook_test(&in));
+    integration_cleanup(&in);
+}
+
+/* --- audit views --------------------------------------------------------------------- */
+
+static const char *status_of_state(const char *state)
+{
+    if (!strcmp(state, "succeeded"))
+        return "success";
+    if (!strcmp(state, "failed"))
+        return "failure";
+    if (!strcmp(state, "rejected") || !strcmp(state, "skipped"))
+        return state;
+    return "pending";
+}
+
+void api_integrations_events(struct http_req *req)
+{
+    int limit;
+    int64_t from = -1, to = -1;
+    if (!http_query_limit(req, &limit) || !http_query_time(req, "from", &from) ||
+        !http_query_time(req, "to", &to))
+        return;
+    const char *status = http_query(req, "status"), *entity = http_query(req, "entity_id");
+    const char *cursor = http_query(req, "cursor");
+    const char *states = NULL;
+    if (status) {
+        if (!strcmp(status, "success"))
+            states = "('succeeded')";
+        else if (!strcmp(status, "failure"))
+            states = "('failed')";
+        else if (!strcmp(status, "rejected"))
+            states = "('rejected')";
+        else if (!strcmp(status, "skipped"))
+            states = "('skipped')";
+        else if (!strcmp(status, "pending"))
+            states = "('waiting', 'held', 'pending', 'in_flight')";
+        else {
+            json_t *e = json_pack("[{s:s,s:s}]", "field", "status", "message",
+                                  "must be success, failure, pending, rejected or skipped");
+            http_problem(req, 400, "status must be success, failure, pending, rejected or skipped",
+                         e);
+            return;
+        }
+    }
+    struct db *db = reader_or_503(req);
+    struct integration in;
+    if (!db || !load_path_integration(req, db, &in))
+        return;
+    integration_cleanup(&in);
+    struct buf sql = BUF_INIT;
+    buf_puts(&sql, "SELECT d.event_id, e.type, e.entity_id, d.state, d.attempts, "
+                   "d.last_attempt_at, d.last_status, d.last_error, d.batch_id, d.id "
+                   "FROM deliveries d LEFT JOIN events e ON e.tenant_id = d.tenant_id AND "
+                   "e.id = d.event_id WHERE d.tenant_id = ? AND d.integration_id = ?");
+    if (entity)
+        buf_puts(&sql, " AND e.entity_id = ?");
+    if (states)
+        buf_printf(&sql, " AND d.state IN %s", states);
+    if (from >= 0)
+        buf_puts(&sql, " AND d.id >= ?");
+    if (to >= 0)
+        buf_puts(&sql, " AND d.id < ?");
+    if (cursor)
+        buf_puts(&sql, " AND d.id < ?");
+    buf_puts(&sql, " ORDER BY d.id DESC LIMIT ?");
+    struct db_stmt *st = db_stmt(db, sql.data);
+    buf_cleanup(&sql);
+    int i = 1;
+    char b1[ID_MAX], b2[ID_MAX];
+    db_bind_text(st, i++, req->auth.tenant);
+    db_bind_text(st, i++, http_param(req, 0));
+    if (entity)
+        db_bind_text(st, i++, entity);
+    if (from >= 0) {
+        id_floor("dlv", from, b1);
+        db_bind_text(st, i++, b1);
+    }
+    if (to >= 0) {
+        id_floor("dlv", to, b2);
+        db_bind_text(st, i++, b2);
+    }
+    if (cursor)
+        db_bind_text(st, i++, cursor);
+    db_bind_int(st, i, limit + 1);
+    json_t *arr = json_array(), *next = json_null();
+    enum err rc;
+    char last[ID_MAX] = "";
+    while ((rc = db_next(st)) == ERR_OK) {
+        if ((int)json_array_size(arr) == limit) {
+            json_decref(next);
+            next = json_string(last);
+            break;
+        }
+        json_t *o = json_pack("{s:s,s:s}", "event_id", db_col_text(st, 0), "delivery_id",
+                              db_col_text(st, 9));
+        json_set_str(o, "type", db_col_text(st, 1));
+        json_set_str(o, "entity_id", db_col_text(st, 2));
+        json_object_set_new(o, "status", json_string(status_of_state(db_col_text(st, 3))));
+        json_object_set_new(o, "state", json_string(db_col_text(st, 3)));
+        json_object_set_new(o, "attempts", json_integer(db_col_int(st, 4)));
+        json_set_time(o, "attempted_at", db_col_null(st, 5) ? -1 : db_col_int(st, 5));
+        json_object_set_new(o, "response_status",
+                            db_col_null(st, 6) ? json_null() : json_integer(db_col_int(st, 6)));
+        json_set_str(o, "error", db_col_text(st, 7));
+        json_set_str(o, "batch_key", db_col_text(st, 8));
+        snprintf(last, sizeof last, "%s", db_col_text(st, 9));
+        json_array_append_new(arr, o);
+    }
+    json_t *out = json_pack("{s:o,s:o}", "data", arr, "next_cursor", next);
+    http_json(req, 200, out);
+}
+
+void api_integrations_attempts(struct http_req *req)
+{
+    struct db *db = reader_or_503(req);
+    struct integration in;
+    if (!db || !load_path_integration(req, db, &in))
+        return;
+    integration_cleanup(&in);
+    struct db_stmt *st = db_stmt(
+        db, "SELECT a.attempt, a.started_at, a.duration_ms, a.status, a.error, a.response_body, "
+            "a.node_id, a.delivery_id FROM delivery_attempts a JOIN deliveries d ON d.tenant_id = "
+            "a.tenant_id AND d.id = a.delivery_id WHERE d.tenant_id = ? AND d.integration_id = ? "
+            "AND d.event_id = ? ORDER BY a.started_at, a.attempt");
+    db_bind_text(st, 1, req->auth.tenant);
+    db_bind_text(st, 2, http_param(req, 0));
+    db_bind_text(st, 3, http_param(req, 1));
+    json_t *arr = json_array();
+    while (db_next(st) == ERR_OK) {
+        json_t *o = json_pack("{s:I}", "attempt", (json_int_t)db_col_int(st, 0));
+        json_set_time(o, "at", db_col_int(st, 1));
+        json_object_set_new(o, "duration_ms", json_integer(db_col_int(st, 2)));
+        json_object_set_new(o, "status",
+                            db_col_null(st, 3) ? json_null() : json_integer(db_col_int(st, 3)));
+        json_set_str(o, "error", db_col_text(st, 4));
+        json_set_str(o, "response_body", db_col_text(st, 5));
+        json_set_str(o, "node_id", db_col_text(st, 6));
+        json_set_str(o, "delivery_id", db_col_text(st, 7));
+        json_array_append_new(arr, o);
+    }
+    http_json(req, 200, json_pack("{s:o,s:n}", "data", arr, "next_cursor"));
+}
+
+void api_integrations_rejected(struct http_req *req)
+{
+    int limit;
+    int64_t from = -1, to = -1;
+    if (!http_query_limit(req, &limit) || !http_query_time(req, "from", &from) ||
+        !http_query_time(req, "to", &to))
+        return;
+    struct db *db = reader_or_503(req);
+    struct integration in;
+    if (!db || !load_path_integration(req, db, &in))
+        return;
+    integration_cleanup(&in);
+    struct db_stmt *st = db_stmt(
+        db, "SELECT d.event_id, e.type, e.entity_id, d.finished_at, d.last_status, d.last_error "
+            "FROM deliveries d LEFT JOIN events e ON e.tenant_id = d.tenant_id AND e.id = "
+            "d.event_id WHERE d.tenant_id = ? AND d.integration_id = ? AND d.state = 'rejected' "
+            "AND d.finished_at >= ? AND d.finished_at < ? ORDER BY d.finished_at DESC LIMIT ?");
+    db_bind_text(st, 1, req->auth.tenant);
+    db_bind_text(st, 2, http_param(req, 0));
+    db_bind_int(st, 3, from >= 0 ? from : 0);
+    db_bind_int(st, 4, to >= 0 ? to : INT64_MAX);
+    db_bind_int(st, 5, limit);
+    json_t *arr = json_array();
+    while (db_next(st) == ERR_OK) {
+        json_t *o = json_pack("{s:s}", "event_id", db_col_text(st, 0));
+        json_set_str(o, "type", db_col_text(st, 1));
+        json_set_str(o, "entity_id", db_col_text(st, 2));
+        json_set_time(o, "created_at", db_col_int(st, 3));
+        json_object_set_new(o, "response_status",
+                            db_col_null(st, 4) ? json_null() : json_integer(db_col_int(st, 4)));
+        char reason[300];
+        if (db_col_text(st, 5))
+            snprintf(reason, sizeof reason, "%s", db_col_text(st, 5));
+        else
+            snprintf(reason, sizeof reason, "the consumer answered HTTP %lld",
+                     (long long)db_col_int(st, 4));
+        json_object_set_new(o, "reason", json_string(reason));
+        json_array_append_new(arr, o);
+    }
+    http_json(req, 200, json_pack("{s:o,s:n}", "data", arr, "next_cursor"));
+}
+
+void api_integrations_logs(struct http_req *req)
+{
+    struct db *db = reader_or_503(req);
+    struct integration in;
+    if (!db || !load_path_integration(req, db, &in))
+        return;
+    integration_cleanup(&in);
+    struct db_stmt *st = db_stmt(db, "SELECT action, reason, actor, created_at FROM "
+                                     "integration_logs WHERE tenant_id = ? AND integration_id = ? "
+                                     "ORDER BY id DESC LIMIT 1000");
+    db_bind_text(st, 1, req->auth.tenant);
+    db_bind_text(st, 2, http_param(req, 0));
+    json_t *arr = json_array();
+    while (db_next(st) == ERR_OK) {
+        json_t *o = json_pack("{s:s,s:s,s:s}", "action", db_col_text(st, 0), "reason",
+                              db_col_text(st, 1), "actor", db_col_text(st, 2));
+        json_set_time(o, "created_at", db_col_int(st, 3));
+        json_array_append_new(arr, o);
+    }
+    http_json(req, 200, json_pack("{s:o,s:n}", "data", arr, "next_cursor"));
+}
+
+/* --- redeliver ----------------------------------------------------------------------- */
+
+struct redeliver_ctx {
+    char tenant[72];
+    char id[72];
+    json_t *event_ids; /* or NULL: select by status/time */
+    const char *state;
+    int64_t from, to;
+    int64_t queued;
+};
+
+static void redeliver_ctx_free(void *p)
+{
+    struct redeliver_ctx *c = p;
+    json_decref(c->event_ids);
+    free(c);
+}
+
+static enum err redeliver_run(struct db *db, void *arg)
+{
+    struct redeliver_ctx *c = arg;
+    struct integration in;
+    enum err rc = integration_load(db, c->tenant, c->id, &in);
+    if (rc != ERR_OK)
+        return rc;
+    bool paused = !strcmp(in.state, "paused"), order = !strcmp(in.ordering, "entity");
+    integration_cleanup(&in);
+    json_t *ids = c->event_ids ? json_incref(c->event_ids) : json_array();
+    if (!c->event_ids) {
+        struct db_stmt *st = db_stmt(db, "SELECT DISTINCT event_id FROM deliveries WHERE "
+                                         "tenant_id = ? AND integration_id = ? AND state = ? AND "
+                                         "finished_at >= ? AND finished_at < ? LIMIT 10000");
+        db_bind_text(st, 1, c->tenant);
+        db_bind_text(st, 2, c->id);
+        db_bind_text(st, 3, c->state);
+        db_bind_int(st, 4, c->from >= 0 ? c->from : 0);
+        db_bind_int(st, 5, c->to >= 0 ? c->to : INT64_MAX);
+        while ((rc = db_next(st)) == ERR_OK)
+            json_array_append_new(ids, json_string(db_col_text(st, 0)));
+        if (rc != ERR_DONE) {
+            json_decref(ids);
+            return rc;
+        }
+        db_release(db);
+    }
+    json_t *ids_sorted = ids; /* event ids are time-ordered: redeliver in publish order */
+    size_t i;
+    json_t *e;
+    rc = ERR_OK;
+    json_array_foreach(ids_sorted, i, e)
+    {
+        struct db_stmt *st =
+            db_stmt(db, "SELECT entity, entity_id FROM events WHERE tenant_id = ? AND id = ?");
+        db_bind_text(st, 1, c->tenant);
+        db_bind_text(st, 2, json_string_value(e));
+        if ((rc = db_next(st)) != ERR_OK) {
+            rc = rc == ERR_DONE ? ERR_INVALID : rc;
+            break;
+        }
+        char entity[72], *entity_id = xstrdup(db_col_text(st, 1));
+        snprintf(entity, sizeof entity, "%s", db_col_text(st, 0));
+        db_release(db);
+        rc = routing_insert_delivery(db, c->tenant, c->id, paused, order, json_string_value(e),
+                                     entity, entity_id, time_now_ms());
+        free(entity_id);
+        if (rc != ERR_OK)
+            break;
+        c->queued++;
+    }
+    json_decref(ids);
+    return rc;
+}
+
+static void redelivered(struct http_req *req)
+{
+    struct redeliver_ctx *c = req->ctx;
+    if (req->job.rc == ERR_INVALID) {
+        http_problem(req, 422, "event_ids names an event that does not exist (or was purged)",
+                     NULL);
+        return;
+    }
+    if (req->job.rc != ERR_OK) {
+        http_problem_err(req, req->job.rc,
+                         req->job.rc == ERR_NOT_FOUND ? "no such integration" : NULL);
+        return;
+    }
+    http_json(req, 202, json_pack("{s:I}", "queued", (json_int_t)c->queued));
+}
+
+static int cmp_json_str(const void *a, const void *b)
+{
+    return strcmp(json_string_value(*(json_t *const *)a), json_string_value(*(json_t *const *)b));
+}
+
+void api_integrations_redeliver(struct http_req *req)
+{
+    json_t *body;
+    if (!http_body_json(req, &body))
+        return;
+    struct verrs v;
+    verrs_init(&v);
+    struct redeliver_ctx *c = xcalloc(1, sizeof *c);
+    c->from = c->to = -1;
+    snprintf(c->tenant, sizeof c->tenant, "%s", req->auth.tenant);
+    snprintf(c->id, sizeof c->id, "%s", http_param(req, 0));
+    if (!json_is_object(body)) {
+        verrs_add(&v, "", "the body must be a JSON object");
+    } else {
+        static const char *const fields[] = {"event_ids", "status", "from", "to", NULL};
+        json_check_fields(body, fields, "", &v);
+        json_t *ids = json_object_get(body, "event_ids");
+        const char *status = json_string_value(json_object_get(body, "status"));
+        if (ids && json_object_get(body, "status")) {
+            verrs_add(&v, "event_ids", "give either event_ids or status, not both");
+        } else if (ids) {
+            if (!json_is_array(ids) || json_array_size(ids) == 0 || json_array_size(ids) > 1000)
+                verrs_add(&v, "event_ids", "must be a list of 1 to 1000 event ids");
+            size_t i;
+            json_t *e;
+            json_t *sorted = json_array();
+            json_array_foreach(ids, i, e)
+            {
+                if (!json_is_string(e)) {
+                    char f[32];
+                    snprintf(f, sizeof f, "event_ids[%zu]", i);
+                    verrs_add(&v, f, "must be an event id (evt_...)");
+                } else {
+                    json_array_append(sorted, e);
+                }
+            }
+            size_t n = json_array_size(sorted);
+            json_t **items = xcalloc(n ? n : 1, sizeof *items);
+            for (size_t k = 0; k < n; k++)
+                items[k] = json_array_get(sorted, k);
+            qsort(items, n, sizeof *items, cmp_json_str);
+            c->event_ids = json_array();
+            for (size_t k = 0; k < n; k++)
+                json_array_append(c->event_ids, items[k]);
+            free(items);
+            json_decref(sorted);
+        } else if (status) {
+            if (!strcmp(status, "rejected"))
+                c->state = "rejected";
+            else if (!strcmp(status, "failure"))
+                c->state = "failed";
+            else
+                verrs_add(&v, "status", "must be \"rejected\" or \"failure\"");
+            const char *f = json_string_value(json_object_get(body, "from"));
+            const char *t = json_string_value(json_object_get(body, "to"));
+            if (json_object_get(body, "from") && (!f || time_parse(f, &c->from) != ERR_OK))
+                verrs_add(&v, "from", "must be an RFC 3339 date-time");
+            if (json_object_get(body, "to") && (!t || time_parse(t, &c->to) != ERR_OK))
+                verrs_add(&v, "to", "must be an RFC 3339 date-time");
+        } else {
+            verrs_add(&v, "event_ids", "give event_ids, or status with an optional from/to");
+        }
+    }
+    if (verrs_any(&v)) {
+        http_problem_verrs(req, &v);
+        redeliver_ctx_free(c);
+    } else {
+        http_defer(req, redeliver_run, redelivered, c, redeliver_ctx_free, STORE_WAKE_WEBHOOK);
+    }
+    verrs_cleanup(&v);
+    json_decref(body);
+}

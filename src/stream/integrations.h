@@ -1,0 +1,67 @@
+/* Event Stream integrations: the model, validation of create/PATCH bodies, secrets sealed
+ * at rest, persistence, logs, and rendering with secrets masked.
+ * Validation runs on HTTP threads; writes run inside writer jobs. */
+#ifndef SLUICE_STREAM_INTEGRATIONS_H
+#define SLUICE_STREAM_INTEGRATIONS_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/err.h"
+#include "core/json.h"
+#include "store/db.h"
+
+#define INTEGRATION_DEFAULT_MAX_IN_FLIGHT 16
+
+struct integration {
+    char tenant[72];
+    char id[72];
+    char type[12];  /* permanent | temporary */
+    char state[12]; /* active | paused | stopped */
+    char ordering[8];
+    char target_type[8]; /* webhook | s3 */
+    int64_t start_at, end_at, paused_at; /* -1: null */
+    int64_t created_at, updated_at, last_attempt_at, failing_since;
+    int64_t failing_count;
+    int max_in_flight;
+    char *events;         /* JSON array text */
+    char *target;         /* JSON object text; secrets sealed */
+    char *signing_secret; /* sealed "whsec_..." or NULL */
+};
+
+void integration_cleanup(struct integration *in);
+
+/* Validates a create body (existing == NULL) or a PATCH body (existing != NULL) and fills
+ * out (a full integration: for PATCH, existing with the changes applied). Secrets are
+ * sealed with the master key; on create a webhook gets a new signing secret, returned in
+ * plaintext through *signing_secret (malloc'd, caller frees). db reads the tenant's
+ * catalog. Problems go to v; ERR_STORAGE if the catalog cannot be read. */
+enum err integration_parse(json_t *body, const struct integration *existing, const char *tenant,
+                           struct db *db, bool allow_private, struct integration *out,
+                           char **signing_secret, struct verrs *v);
+
+/* Loads one integration; ERR_NOT_FOUND when absent. */
+enum err integration_load(struct db *db, const char *tenant, const char *id,
+                          struct integration *out);
+/* Inserts (ERR_CONFLICT if the id exists) or updates every mutable column. Both bump the
+ * tenant's configuration version so every node's routing index sees the change. */
+enum err integration_insert(struct db *db, const struct integration *in);
+enum err integration_update(struct db *db, const struct integration *in);
+/* Sets the state (and paused_at when pausing) and bumps the configuration version. */
+enum err integration_set_state(struct db *db, const char *tenant, const char *id,
+                               const char *state, int64_t now);
+/* Appends a log row: action "started"|"stopped"|"updated"|"deleted", reason, actor. */
+enum err integration_log(struct db *db, const char *tenant, const char *id, const char *action,
+                         const char *reason, const char *actor);
+/* Bumps the tenant's configuration version (routing indexes rebuild). */
+enum err tenant_config_bump(struct db *db, const char *tenant);
+
+/* Renders the integration with masked secrets and its delivery stats (read from db). */
+json_t *integration_to_json(struct db *db, const struct integration *in);
+/* Opens a sealed secret; returns a malloc'd plaintext or NULL. */
+char *integration_secret_open(const char *sealed);
+/* Whether an event type matches any subscription of a JSON array text of patterns. */
+bool integration_events_match(json_t *patterns, const char *type, const char *entity);
+
+#endif

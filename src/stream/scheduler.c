@@ -1,0 +1,85 @@
+/* Scheduler thread: wakes every tick (or at stop), submits maintenance to the writer and
+ * waits for it. Shares nothing but the stop flag (under g.lock). */
+#include "stream/scheduler.h"
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <time.h>
+
+#include "core/log.h"
+#include "deliver/queue.h"
+#include "deliver/webhook.h"
+#include "store/store.h"
+
+#define TICK_MS 250
+
+static struct {
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool stopping, running;
+} g = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+
+struct tick {
+    int64_t released, stopped;
+};
+
+static enum err tick_run(struct db *db, void *arg)
+{
+    struct tick *t = arg;
+    enum err rc = queue_release_leases(db, false, &t->released);
+    if (rc == ERR_OK)
+        rc = queue_stop_ended(db, &t->stopped);
+    return rc;
+}
+
+static void *scheduler_main(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&g.lock);
+    while (!g.stopping) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += TICK_MS * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&g.cond, &g.lock, &ts);
+        if (g.stopping)
+            break;
+        pthread_mutex_unlock(&g.lock);
+        struct tick t = {0};
+        enum err rc = store_write(tick_run, &t, 0);
+        if (rc == ERR_OK && t.released)
+            log_info("scheduler", "%lld expired lease(s) returned to pending",
+                     (long long)t.released);
+        if (rc == ERR_OK && (t.released || t.stopped))
+            webhook_config_changed();
+        pthread_mutex_lock(&g.lock);
+    }
+    pthread_mutex_unlock(&g.lock);
+    return NULL;
+}
+
+enum err scheduler_start(const struct config *cfg)
+{
+    (void)cfg;
+    g.stopping = false;
+    if (pthread_create(&g.thread, NULL, scheduler_main, NULL) != 0)
+        return ERR_INTERNAL;
+    g.running = true;
+    return ERR_OK;
+}
+
+void scheduler_stop(void)
+{
+    if (!g.running)
+        return;
+    pthread_mutex_lock(&g.lock);
+    g.stopping = true;
+    pthread_cond_signal(&g.cond);
+    pthread_mutex_unlock(&g.lock);
+    pthread_join(g.thread, NULL);
+    g.running = false;
+}
