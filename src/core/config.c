@@ -3,6 +3,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <math.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -100,7 +101,7 @@ static enum err parse_size(const char *s, int64_t *out)
 {
     char *end;
     double v = strtod(s, &end);
-    if (end == s || v < 0)
+    if (end == s || !isfinite(v) || v < 0 || v > 1e15)
         return ERR_INVALID;
     int64_t mult = 1;
     if (!strcasecmp(end, "") || !strcasecmp(end, "b"))
@@ -155,8 +156,9 @@ static int set_opt(struct config *cfg, const struct opt *o, const char *val, con
         return 0;
     case OPT_INT: {
         char *end;
+        errno = 0;
         long long v = strtoll(val, &end, 10);
-        if (end == val || *end || v < 0)
+        if (end == val || *end || v < 0 || errno == ERANGE || v > 1000000000LL)
             goto bad;
         *(int64_t *)(void *)base = v;
         return 0;
@@ -164,7 +166,7 @@ static int set_opt(struct config *cfg, const struct opt *o, const char *val, con
     case OPT_DOUBLE: {
         char *end;
         double v = strtod(val, &end);
-        if (end == val || *end || v < 0)
+        if (end == val || *end || !isfinite(v) || v < 0 || v > 1e9)
             goto bad;
         *(double *)(void *)base = v;
         return 0;

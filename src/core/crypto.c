@@ -95,6 +95,10 @@ enum err base64_decode(const char *s, unsigned char **out, size_t *outlen)
     size_t n = strlen(s);
     if (n % 4 != 0)
         return ERR_INVALID;
+    /* '=' only as padding: at most two, and only at the very end. */
+    const char *eq = strchr(s, '=');
+    if (eq && (n - (size_t)(eq - s) > 2 || strspn(eq, "=") != n - (size_t)(eq - s)))
+        return ERR_INVALID;
     unsigned char *buf = xmalloc(n / 4 * 3 + 1);
     int r = EVP_DecodeBlock(buf, (const unsigned char *)s, (int)n);
     if (r < 0) {

@@ -72,16 +72,19 @@ void id_floor(const char *prefix, int64_t ms, char out[ID_MAX])
 
 enum err id_time(const char *id, int64_t *ms)
 {
-    const char *u = strchr(id, '_');
+    const char *u = strrchr(id, '_');
     if (!u || strlen(u + 1) != ID_ULID_LEN)
         return ERR_INVALID;
     u++;
+    if (u[0] > '7') /* more than 48 bits of time */
+        return ERR_INVALID;
     uint64_t t = 0;
-    for (int i = 0; i < 10; i++) {
-        const char *p = strchr(b32, u[i]);
-        if (!p || !u[i])
+    for (int i = 0; i < ID_ULID_LEN; i++) {
+        const char *p = u[i] ? strchr(b32, u[i]) : NULL;
+        if (!p)
             return ERR_INVALID;
-        t = t << 5 | (uint64_t)(p - b32);
+        if (i < 10)
+            t = t << 5 | (uint64_t)(p - b32);
     }
     *ms = (int64_t)t;
     return ERR_OK;

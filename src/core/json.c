@@ -38,7 +38,7 @@ enum err json_parse(const char *body, size_t len, json_t **out, char *errmsg, si
         return ERR_MALFORMED;
     }
     json_error_t je;
-    json_t *v = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
+    json_t *v = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
     if (!v) {
         snprintf(errmsg, errlen, "malformed JSON at line %d column %d: %s", je.line, je.column,
                  je.text);

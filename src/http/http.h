@@ -9,6 +9,7 @@
 #define SLUICE_HTTP_HTTP_H
 
 #include <jansson.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -80,7 +81,8 @@ struct http_req {
     bool responded;
 
     /* deferred work */
-    int state;
+    _Atomic int state; /* written by the writer thread on completion */
+    bool deferred;     /* http_defer() was called during dispatch */
     struct store_job job;
     enum err (*defer_run)(struct db *db, void *ctx);
     void (*finish)(struct http_req *req);

@@ -187,6 +187,7 @@ void http_defer(struct http_req *req, enum err (*run)(struct db *db, void *ctx),
     req->job.done = job_done;
     req->job.arg = req;
     req->job.wake = wake;
+    req->deferred = true;
     req->state = REQ_SUSPENDED;
     atomic_fetch_add(&g.deferred, 1);
     /* Suspend first: the writer may finish the job before this thread returns. */
@@ -256,7 +257,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         }
         dispatch(req);
         store_reader_release();
-        if (req->state == REQ_SUSPENDED)
+        /* Deferred: the answer is queued when the writer resumes the connection (which may
+         * already have happened on the writer thread). */
+        if (req->deferred)
             return MHD_YES;
         return queue(conn, req);
     }

@@ -47,6 +47,7 @@ static void stmt_reset(struct db_stmt *st)
         st->db->drv->reset(st);
     st->executed = false;
     st->row = -1;
+    st->changes = 0;
     clear_params(st);
 }
 

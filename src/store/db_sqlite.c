@@ -105,7 +105,7 @@ static enum err sq_next(struct db_stmt *st)
     if (rc == SQLITE_ROW)
         return ERR_OK;
     if (rc == SQLITE_DONE) {
-        st->changes = sqlite3_changes64(st->db->conn);
+        st->changes = sqlite3_stmt_readonly(s) ? 0 : sqlite3_changes64(st->db->conn);
         return ERR_DONE;
     }
     return fail(st->db, rc);

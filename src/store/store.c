@@ -62,7 +62,7 @@ enum err store_migrate(struct db *db, char *errmsg, size_t errlen)
     if ((rc = db_next(st)) != ERR_OK)
         goto unlock;
     current = (int)db_col_int(st, 0);
-    st = db_stmt(db, "SELECT 1"); /* release the result */
+    db_release(db); /* end the read snapshot before migrating */
     for (const struct embedded_file *f = embedded_files; f->name; f++) {
         if (strncmp(f->name, "src/store/migrations/", 21) != 0)
             continue;
