@@ -10,9 +10,9 @@
 #include "core/config.h"
 #include "core/log.h"
 #include "core/timeutil.h"
-#include "http/http.h"
 #include "deliver/queue.h"
 #include "deliver/webhook.h"
+#include "http/http.h"
 #include "store/store.h"
 #include "stream/routing.h"
 #include "stream/scheduler.h"
@@ -23,13 +23,14 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out, "sluice %s: event delivery and failure alerting for commerce platforms\n\n"
-                 "Usage:\n"
-                 "  sluice serve [flags]   run the server (see sluice serve --help)\n"
-                 "  sluice version         print the version\n"
-                 "  sluice help            show this help\n\n"
-                 "With no flags, `sluice serve` runs on SQLite in ./sluice-data/ and listens on\n"
-                 "http://127.0.0.1:8080 (API under /v1, console at /).\n",
+    fprintf(out,
+            "sluice %s: event delivery and failure alerting for commerce platforms\n\n"
+            "Usage:\n"
+            "  sluice serve [flags]   run the server (see sluice serve --help)\n"
+            "  sluice version         print the version\n"
+            "  sluice help            show this help\n\n"
+            "With no flags, `sluice serve` runs on SQLite in ./sluice-data/ and listens on\n"
+            "http://127.0.0.1:8080 (API under /v1, console at /).\n",
             SLUICE_VERSION);
 }
 

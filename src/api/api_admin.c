@@ -28,8 +28,7 @@ static void tenant_ctx_free(void *p)
 static enum err tenant_insert(struct db *db, void *arg)
 {
     struct tenant_ctx *c = arg;
-    struct db_stmt *st =
-        db_stmt(db, "INSERT INTO tenants (id, name, created_at) VALUES (?, ?, ?)");
+    struct db_stmt *st = db_stmt(db, "INSERT INTO tenants (id, name, created_at) VALUES (?, ?, ?)");
     db_bind_text(st, 1, c->id);
     db_bind_text(st, 2, c->name);
     db_bind_int(st, 3, c->created_at);
@@ -171,9 +170,9 @@ static enum err key_insert(struct db *db, void *arg)
     enum err rc = tenant_exists(db, c->tenant);
     if (rc != ERR_OK)
         return rc;
-    struct db_stmt *st = db_stmt(
-        db, "INSERT INTO api_keys (tenant_id, id, name, key_hash, key_hint, permissions, "
-            "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)");
+    struct db_stmt *st =
+        db_stmt(db, "INSERT INTO api_keys (tenant_id, id, name, key_hash, key_hint, permissions, "
+                    "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)");
     db_bind_text(st, 1, c->tenant);
     db_bind_text(st, 2, c->id);
     db_bind_text(st, 3, c->name);
@@ -189,8 +188,8 @@ static json_t *key_json(const char *id, const char *name, unsigned perms, const 
 {
     json_t *p = json_array();
     perm_to_json(perms, p);
-    json_t *o = json_pack("{s:s,s:s,s:o,s:s}", "id", id, "name", name, "permissions", p,
-                          "key_hint", hint);
+    json_t *o =
+        json_pack("{s:s,s:s,s:o,s:s}", "id", id, "name", name, "permissions", p, "key_hint", hint);
     json_set_time(o, "created_at", created_at);
     return o;
 }

@@ -41,9 +41,8 @@ void api_event_types_list(struct http_req *req)
     char entity[72];
     for (const struct catalog_type *t = catalog_builtin; t->name; t++) {
         catalog_entity(t->name, entity, sizeof entity);
-        json_array_append_new(arr, json_pack("{s:s,s:s,s:s,s:b}", "name", t->name, "entity",
-                                             entity, "description", t->description, "builtin",
-                                             1));
+        json_array_append_new(arr, json_pack("{s:s,s:s,s:s,s:b}", "name", t->name, "entity", entity,
+                                             "description", t->description, "builtin", 1));
     }
     struct db *db = store_reader();
     if (!db) {
@@ -107,8 +106,8 @@ static void type_created(struct http_req *req)
         http_problem_err(req, req->job.rc, NULL);
         return;
     }
-    json_t *o = json_pack("{s:s,s:s,s:s,s:b}", "name", c->name, "entity", c->entity,
-                          "description", c->description, "builtin", 0);
+    json_t *o = json_pack("{s:s,s:s,s:s,s:b}", "name", c->name, "entity", c->entity, "description",
+                          c->description, "builtin", 0);
     json_set_time(o, "created_at", c->created_at);
     http_json(req, 201, o);
 }
@@ -186,8 +185,7 @@ static void validate_event(struct db *db, const char *tenant, json_t *e, const c
         verrs_add(v, *f ? f : "", "each event must be a JSON object");
         return;
     }
-    static const char *const fields[] = {"id", "type", "entity_id", "occurred_at", "payload",
-                                         NULL};
+    static const char *const fields[] = {"id", "type", "entity_id", "occurred_at", "payload", NULL};
     json_check_fields(e, fields, prefix, v);
     json_t *id = json_object_get(e, "id");
     if (id && !json_is_null(id)) {
@@ -341,7 +339,8 @@ void api_events_publish(struct http_req *req)
     }
     json_decref(body);
     verrs_cleanup(&v);
-    http_defer(req, publish_run, publish_done, c, publish_ctx_free, STORE_WAKE_WEBHOOK | STORE_WAKE_S3);
+    http_defer(req, publish_run, publish_done, c, publish_ctx_free,
+               STORE_WAKE_WEBHOOK | STORE_WAKE_S3);
     return;
 fail:
     publish_ctx_free(c);

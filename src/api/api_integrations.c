@@ -68,9 +68,9 @@ static enum err integ_create_run(struct db *db, void *arg)
     int64_t now = time_now_ms();
     if (rc == ERR_OK && c->in.start_at >= 0 && c->in.start_at < now) {
         int64_t to = c->in.end_at >= 0 && c->in.end_at < now ? c->in.end_at : now + 1;
-        rc = routing_backfill(db, c->in.tenant, c->in.id, c->in.events,
-                              !strcmp(c->in.ordering, "entity"), c->in.start_at, to,
-                              &c->backfilled);
+        rc =
+            routing_backfill(db, c->in.tenant, c->in.id, c->in.events,
+                             !strcmp(c->in.ordering, "entity"), c->in.start_at, to, &c->backfilled);
     }
     if (rc == ERR_OK)
         c->answer = integration_to_json(db, &c->in);
@@ -135,9 +135,9 @@ static void integ_write(struct http_req *req, bool create)
     actor_of(req, c->actor, sizeof c->actor);
     struct verrs v;
     verrs_init(&v);
-    enum err rc = integration_parse(body, create ? NULL : &existing, req->auth.tenant, db,
-                                    api_config()->allow_private_targets, &c->in,
-                                    &c->signing_secret, &v);
+    enum err rc =
+        integration_parse(body, create ? NULL : &existing, req->auth.tenant, db,
+                          api_config()->allow_private_targets, &c->in, &c->signing_secret, &v);
     if (!create)
         integration_cleanup(&existing);
     if (rc != ERR_OK) {

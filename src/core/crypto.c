@@ -149,7 +149,8 @@ char *crypto_seal(const unsigned char key[32], const char *plaintext)
     EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
     int len = 0;
     if (!ctx || EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, key, blob) != 1 ||
-        EVP_EncryptUpdate(ctx, blob + GCM_IV, &len, (const unsigned char *)plaintext, (int)n) != 1 ||
+        EVP_EncryptUpdate(ctx, blob + GCM_IV, &len, (const unsigned char *)plaintext, (int)n) !=
+            1 ||
         EVP_EncryptFinal_ex(ctx, blob + GCM_IV + len, &len) != 1 ||
         EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, GCM_TAG, blob + GCM_IV + n) != 1) {
         fprintf(stderr, "sluice: AES-GCM encryption failed\n");
@@ -178,12 +179,11 @@ enum err crypto_open(const unsigned char key[32], const char *sealed, char **out
     size_t ctlen = n - GCM_IV - GCM_TAG;
     char *pt = xmalloc(ctlen + 1);
     EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
-    int len = 0, ok = ctx && EVP_DecryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, key, blob) == 1 &&
-                      EVP_DecryptUpdate(ctx, (unsigned char *)pt, &len, blob + GCM_IV,
-                                        (int)ctlen) == 1 &&
-                      EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, GCM_TAG,
-                                          blob + GCM_IV + ctlen) == 1 &&
-                      EVP_DecryptFinal_ex(ctx, (unsigned char *)pt + len, &len) == 1;
+    int len = 0,
+        ok = ctx && EVP_DecryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, key, blob) == 1 &&
+             EVP_DecryptUpdate(ctx, (unsigned char *)pt, &len, blob + GCM_IV, (int)ctlen) == 1 &&
+             EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, GCM_TAG, blob + GCM_IV + ctlen) == 1 &&
+             EVP_DecryptFinal_ex(ctx, (unsigned char *)pt + len, &len) == 1;
     EVP_CIPHER_CTX_free(ctx);
     free(blob);
     if (!ok) {

@@ -102,8 +102,7 @@ void json_set_str(json_t *obj, const char *key, const char *s)
     json_object_set_new(obj, key, s ? json_string(s) : json_null());
 }
 
-void json_check_fields(json_t *obj, const char *const *allowed, const char *prefix,
-                       struct verrs *v)
+void json_check_fields(json_t *obj, const char *const *allowed, const char *prefix, struct verrs *v)
 {
     const char *key;
     json_t *val;
@@ -129,9 +128,11 @@ void utf8_scrub(char *s)
 {
     unsigned char *p = (unsigned char *)s;
     while (*p) {
-        int n = *p < 0x80 ? 1 : (*p & 0xe0) == 0xc0 ? 2 : (*p & 0xf0) == 0xe0 ? 3
-                : (*p & 0xf8) == 0xf0                 ? 4
-                                                      : 0;
+        int n = *p < 0x80             ? 1
+                : (*p & 0xe0) == 0xc0 ? 2
+                : (*p & 0xf0) == 0xe0 ? 3
+                : (*p & 0xf8) == 0xf0 ? 4
+                                      : 0;
         int ok = n > 0;
         for (int i = 1; i < n && ok; i++)
             ok = (p[i] & 0xc0) == 0x80;

@@ -9,9 +9,9 @@ static struct histogram *g_hists, **g_hists_tail = &g_hists;
 static struct metric_fn *g_fns, **g_fns_tail = &g_fns;
 
 /* Upper bounds in microseconds: 0.5 ms .. 10 s. */
-static const uint64_t bounds_us[METRIC_HIST_BUCKETS] = {
-    500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000, 2500000,
-    5000000, 10000000};
+static const uint64_t bounds_us[METRIC_HIST_BUCKETS] = {500,     1000,    2500,    5000,    10000,
+                                                        25000,   50000,   100000,  250000,  500000,
+                                                        1000000, 2500000, 5000000, 10000000};
 
 void metric_register(struct metric *m)
 {
@@ -93,8 +93,8 @@ static void render_hists(struct buf *out)
             }
             double sum = (double)atomic_load_explicit(&s->sum_us, memory_order_relaxed) / 1e6;
             if (s->labels) {
-                buf_printf(out, "%s_sum{%s} %.6f\n%s_count{%s} %llu\n", s->name, lab, sum,
-                           s->name, lab, (unsigned long long)cum);
+                buf_printf(out, "%s_sum{%s} %.6f\n%s_count{%s} %llu\n", s->name, lab, sum, s->name,
+                           lab, (unsigned long long)cum);
             } else {
                 buf_printf(out, "%s_sum %.6f\n%s_count %llu\n", s->name, sum, s->name,
                            (unsigned long long)cum);

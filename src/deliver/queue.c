@@ -15,9 +15,8 @@
 
 #define AUTO_PAUSE_MIN_ATTEMPTS 10
 
-enum err queue_claim(struct db *db, const char *tenant, const char *integration,
-                     const char *node, int64_t lease_ms, int limit, struct claimed **out,
-                     int *n, int64_t *next_due)
+enum err queue_claim(struct db *db, const char *tenant, const char *integration, const char *node,
+                     int64_t lease_ms, int limit, struct claimed **out, int *n, int64_t *next_due)
 {
     *out = NULL;
     *n = 0;
@@ -318,8 +317,8 @@ enum err queue_pause(struct db *db, const char *tenant, const char *integration)
     return db_run(st);
 }
 
-enum err queue_resume(struct db *db, const char *tenant, const char *integration,
-                      int64_t paused_at, bool skip, int64_t *skipped)
+enum err queue_resume(struct db *db, const char *tenant, const char *integration, int64_t paused_at,
+                      bool skip, int64_t *skipped)
 {
     int64_t now = time_now_ms();
     *skipped = 0;

@@ -22,9 +22,8 @@ struct claimed {
 /* Claims up to `limit` due pending deliveries of one integration for node, respecting the
  * integration's max_in_flight across nodes. Returns them in *out (malloc'd, caller frees)
  * and the next due time of what remains in *next_due (-1: none). */
-enum err queue_claim(struct db *db, const char *tenant, const char *integration,
-                     const char *node, int64_t lease_ms, int limit, struct claimed **out,
-                     int *n, int64_t *next_due);
+enum err queue_claim(struct db *db, const char *tenant, const char *integration, const char *node,
+                     int64_t lease_ms, int limit, struct claimed **out, int *n, int64_t *next_due);
 
 struct attempt_outcome {
     char tenant[72];
@@ -56,8 +55,8 @@ enum err queue_apply_outcome(struct db *db, const struct attempt_outcome *o,
 /* Pausing moves pending deliveries to held; resuming moves held ones back (shifting their
  * retry clocks by the paused time) or, with skip, marks every unfinished one skipped. */
 enum err queue_pause(struct db *db, const char *tenant, const char *integration);
-enum err queue_resume(struct db *db, const char *tenant, const char *integration,
-                      int64_t paused_at, bool skip, int64_t *skipped);
+enum err queue_resume(struct db *db, const char *tenant, const char *integration, int64_t paused_at,
+                      bool skip, int64_t *skipped);
 /* Pauses an integration on Sluice's own decision: state, held deliveries, log, alert. */
 enum err queue_system_pause(struct db *db, const char *tenant, const char *integration,
                             const char *reason);

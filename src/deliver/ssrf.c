@@ -26,8 +26,8 @@ bool ssrf_address_blocked(const struct sockaddr *sa)
         const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)(const void *)sa;
         const uint8_t *b = in6->sin6_addr.s6_addr;
         if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr)) {
-            uint32_t a = (uint32_t)b[12] << 24 | (uint32_t)b[13] << 16 | (uint32_t)b[14] << 8 |
-                         b[15];
+            uint32_t a =
+                (uint32_t)b[12] << 24 | (uint32_t)b[13] << 16 | (uint32_t)b[14] << 8 | b[15];
             return v4_blocked(a);
         }
         return IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr) || IN6_IS_ADDR_UNSPECIFIED(&in6->sin6_addr) ||

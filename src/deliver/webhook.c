@@ -107,14 +107,22 @@ static struct {
 } g = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 static struct metric m_outcomes[4] = {
-    {.name = "sluice_webhook_deliveries_total", .help = "Webhook attempts by outcome.",
-     .type = "counter", .labels = "outcome=\"succeeded\""},
-    {.name = "sluice_webhook_deliveries_total", .help = "Webhook attempts by outcome.",
-     .type = "counter", .labels = "outcome=\"rejected\""},
-    {.name = "sluice_webhook_deliveries_total", .help = "Webhook attempts by outcome.",
-     .type = "counter", .labels = "outcome=\"retried\""},
-    {.name = "sluice_webhook_deliveries_total", .help = "Webhook attempts by outcome.",
-     .type = "counter", .labels = "outcome=\"failed\""},
+    {.name = "sluice_webhook_deliveries_total",
+     .help = "Webhook attempts by outcome.",
+     .type = "counter",
+     .labels = "outcome=\"succeeded\""},
+    {.name = "sluice_webhook_deliveries_total",
+     .help = "Webhook attempts by outcome.",
+     .type = "counter",
+     .labels = "outcome=\"rejected\""},
+    {.name = "sluice_webhook_deliveries_total",
+     .help = "Webhook attempts by outcome.",
+     .type = "counter",
+     .labels = "outcome=\"retried\""},
+    {.name = "sluice_webhook_deliveries_total",
+     .help = "Webhook attempts by outcome.",
+     .type = "counter",
+     .labels = "outcome=\"failed\""},
 };
 static struct metric m_inflight = {.name = "sluice_webhook_in_flight",
                                    .help = "Webhook requests in flight on this node.",
@@ -131,9 +139,9 @@ char *webhook_envelope(const char *event_id, const char *type, const char *entit
                        int64_t published_at, const char *tenant, const char *integration,
                        int attempt, const char *payload)
 {
-    json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:s,s:I}", "id", event_id, "type", type, "name", type,
-                          "entity", entity, "entity_id", entity_id, "sequence",
-                          (json_int_t)sequence);
+    json_t *o =
+        json_pack("{s:s,s:s,s:s,s:s,s:s,s:I}", "id", event_id, "type", type, "name", type, "entity",
+                  entity, "entity_id", entity_id, "sequence", (json_int_t)sequence);
     json_set_time(o, "occurred_at", occurred_at);
     json_set_time(o, "published_at", published_at);
     json_object_set_new(o, "tenant", json_string(tenant));
@@ -149,8 +157,7 @@ char *webhook_envelope(const char *event_id, const char *type, const char *entit
     return out;
 }
 
-char *webhook_sign(const char *secret, const char *msg_id, long long timestamp,
-                   const char *body)
+char *webhook_sign(const char *secret, const char *msg_id, long long timestamp, const char *body)
 {
     if (!secret || strncmp(secret, "whsec_", 6) != 0)
         return NULL;
@@ -199,8 +206,7 @@ static size_t on_header(char *ptr, size_t size, size_t nmemb, void *ud)
     return n;
 }
 
-static curl_socket_t on_open_socket(void *clientp, curlsocktype purpose,
-                                    struct curl_sockaddr *addr)
+static curl_socket_t on_open_socket(void *clientp, curlsocktype purpose, struct curl_sockaddr *addr)
 {
     (void)purpose;
     bool allow = *(const bool *)clientp;
@@ -302,8 +308,7 @@ static void refresh(void)
             json_t *t = json_loads(db_col_text(st, 2), 0, NULL);
             w->url = xstrdup(json_string_value(json_object_get(t, "url")));
             w->api_key = integration_secret_open(json_string_value(json_object_get(t, "api_key")));
-            w->api_key_header =
-                xstrdup(json_string_value(json_object_get(t, "api_key_header")));
+            w->api_key_header = xstrdup(json_string_value(json_object_get(t, "api_key_header")));
             json_decref(t);
             w->secret = integration_secret_open(db_col_text(st, 3));
             w->max_in_flight = (int)db_col_int(st, 4);
@@ -340,8 +345,8 @@ static void post(struct msg *m)
 static enum err claim_run(struct db *db, void *arg)
 {
     struct claim_job *j = arg;
-    return queue_claim(db, j->tenant, j->id, g.cfg->node_id, g.cfg->lease_ms, j->limit,
-                       &j->claimed, &j->n, &j->next_due);
+    return queue_claim(db, j->tenant, j->id, g.cfg->node_id, g.cfg->lease_ms, j->limit, &j->claimed,
+                       &j->n, &j->next_due);
 }
 
 static void claim_done(void *arg, enum err rc)
@@ -373,8 +378,9 @@ static void outcome_done(void *arg, enum err rc)
 {
     struct outcome_job *j = arg;
     if (rc != ERR_OK)
-        log_error("webhook", "cannot record the outcome of delivery %s: %s (the lease will "
-                             "expire and it is retried)",
+        log_error("webhook",
+                  "cannot record the outcome of delivery %s: %s (the lease will "
+                  "expire and it is retried)",
                   j->o.delivery_id, err_name(rc));
     struct msg *m = xcalloc(1, sizeof *m);
     m->kind = MSG_OUTCOME;
@@ -472,19 +478,19 @@ static void start_req(struct wh_integ *w, const struct claimed *c)
         db_bind_text(st, 2, c->event_id);
     }
     if (db && db_next(st) == ERR_OK) {
-        r->body = webhook_envelope(c->event_id, db_col_text(st, 0), db_col_text(st, 1),
-                                   db_col_text(st, 2), db_col_int(st, 3), db_col_int(st, 4),
-                                   db_col_int(st, 5), w->tenant, w->id, c->attempt,
-                                   db_col_text(st, 6));
+        r->body =
+            webhook_envelope(c->event_id, db_col_text(st, 0), db_col_text(st, 1),
+                             db_col_text(st, 2), db_col_int(st, 3), db_col_int(st, 4),
+                             db_col_int(st, 5), w->tenant, w->id, c->attempt, db_col_text(st, 6));
     } else {
         /* The event cannot be read now: point the request nowhere; it fails and retries. */
         r->body = xstrdup("{}");
     }
     if (db)
         db_release(db);
-    r->headers = setup_easy(r->easy, w->url ? w->url : "http://invalid./", w->api_key,
-                            w->api_key_header, w->secret, c->event_id, r->body, &r->resp,
-                            &r->retry_after);
+    r->headers =
+        setup_easy(r->easy, w->url ? w->url : "http://invalid./", w->api_key, w->api_key_header,
+                   w->secret, c->event_id, r->body, &r->resp, &r->retry_after);
     curl_easy_setopt(r->easy, CURLOPT_PRIVATE, r);
     w->inflight++;
     metric_add(&m_inflight, 1);
@@ -590,8 +596,7 @@ static void render_queue(struct buf *out)
             if (!strcmp(db_col_text(st, 0), states[i]))
                 counts[i] = db_col_int(st, 1);
     for (int i = 0; i < 4; i++)
-        buf_printf(out, "sluice_deliveries{state=\"%s\"} %lld\n", states[i],
-                   (long long)counts[i]);
+        buf_printf(out, "sluice_deliveries{state=\"%s\"} %lld\n", states[i], (long long)counts[i]);
     buf_puts(out, "# HELP sluice_delivery_oldest_pending_age_seconds Age of the oldest "
                   "unfinished delivery per integration.\n"
                   "# TYPE sluice_delivery_oldest_pending_age_seconds gauge\n");

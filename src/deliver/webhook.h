@@ -31,7 +31,6 @@ char *webhook_envelope(const char *event_id, const char *type, const char *entit
                        int attempt, const char *payload);
 /* Standard Webhooks signature "v1,<base64 HMAC-SHA256(id.timestamp.body)>" with the key
  * from "whsec_<base64>". Returns malloc'd text, or NULL for a malformed secret. */
-char *webhook_sign(const char *secret, const char *msg_id, long long timestamp,
-                   const char *body);
+char *webhook_sign(const char *secret, const char *msg_id, long long timestamp, const char *body);
 
 #endif

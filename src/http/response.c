@@ -31,19 +31,29 @@ int http_status_for(enum err rc)
 {
     switch (rc) {
     case ERR_OK:
-    case ERR_DONE: return 200;
-    case ERR_INVALID: return 422;
-    case ERR_MALFORMED: return 400;
-    case ERR_NOT_FOUND: return 404;
-    case ERR_CONFLICT: return 409;
-    case ERR_TOO_BIG: return 413;
-    case ERR_AUTH: return 401;
-    case ERR_FORBIDDEN: return 403;
+    case ERR_DONE:
+        return 200;
+    case ERR_INVALID:
+        return 422;
+    case ERR_MALFORMED:
+        return 400;
+    case ERR_NOT_FOUND:
+        return 404;
+    case ERR_CONFLICT:
+        return 409;
+    case ERR_TOO_BIG:
+        return 413;
+    case ERR_AUTH:
+        return 401;
+    case ERR_FORBIDDEN:
+        return 403;
     case ERR_STORAGE:
     case ERR_SHUTDOWN:
-    case ERR_IO: return 503;
+    case ERR_IO:
+        return 503;
     case ERR_NOMEM:
-    case ERR_INTERNAL: return 500;
+    case ERR_INTERNAL:
+        return 500;
     }
     return 500;
 }
@@ -200,8 +210,8 @@ bool http_query_time(struct http_req *req, const char *name, int64_t *ms)
         char d[160];
         snprintf(d, sizeof d, "%s must be an RFC 3339 date-time such as 2026-11-22T10:15:30Z",
                  name);
-        json_t *e = json_pack("[{s:s,s:s}]", "field", name, "message",
-                              "must be an RFC 3339 date-time");
+        json_t *e =
+            json_pack("[{s:s,s:s}]", "field", name, "message", "must be an RFC 3339 date-time");
         http_problem(req, 400, d, e);
         return false;
     }

@@ -220,8 +220,8 @@ static enum MHD_Result queue(struct MHD_Connection *conn, struct http_req *req)
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_size, void **con_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_size, void **con_cls)
 {
     (void)cls;
     (void)version;
@@ -395,10 +395,9 @@ static void register_metrics(void)
         m->latency.labels = m->labels[3];
         histogram_register(&m->latency);
     }
-    static const char *const unmatched_labels[] = {
-        "method=\"\",route=\"unmatched\",code=\"2xx\"",
-        "method=\"\",route=\"unmatched\",code=\"4xx\"",
-        "method=\"\",route=\"unmatched\",code=\"5xx\""};
+    static const char *const unmatched_labels[] = {"method=\"\",route=\"unmatched\",code=\"2xx\"",
+                                                   "method=\"\",route=\"unmatched\",code=\"4xx\"",
+                                                   "method=\"\",route=\"unmatched\",code=\"5xx\""};
     for (int c = 0; c < 3; c++) {
         g.unmatched[c].name = "sluice_http_requests_total";
         g.unmatched[c].help = "HTTP requests by route and status class.";
@@ -421,15 +420,15 @@ enum err http_start(const struct config *cfg, const struct route *routes, char *
     while (routes[g.nroutes].method)
         g.nroutes++;
     register_metrics();
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC |
-                     MHD_USE_ERROR_LOG | (v6 ? MHD_USE_IPv6 : 0);
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
+                     MHD_USE_ITC | MHD_USE_ERROR_LOG | (v6 ? MHD_USE_IPv6 : 0);
     g.daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, NULL, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
-        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->http_threads, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)64 * 1024, MHD_OPTION_LISTEN_BACKLOG_SIZE,
-        (unsigned)1024, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_END);
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE,
+        (unsigned)cfg->http_threads, MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (size_t)64 * 1024, MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_END);
     if (!g.daemon) {
         snprintf(errmsg, errlen, "cannot listen on %s (address in use or not available)",
                  cfg->listen);

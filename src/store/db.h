@@ -96,8 +96,8 @@ struct db_param {
 
 struct db_stmt {
     struct db *db;
-    char *sql;       /* owned copy: the cache key */
-    void *handle;    /* driver's prepared statement */
+    char *sql;    /* owned copy: the cache key */
+    void *handle; /* driver's prepared statement */
     int nparams;
     struct db_param params[DB_MAX_PARAMS];
     bool executed;

@@ -21,9 +21,8 @@ static enum err sq_open(struct db *db, const char *url, char *errmsg, size_t err
 {
     const char *path = url + strlen("sqlite:");
     sqlite3 *conn = NULL;
-    int rc = sqlite3_open_v2(path, &conn,
-                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                             NULL);
+    int rc = sqlite3_open_v2(
+        path, &conn, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc != SQLITE_OK) {
         snprintf(errmsg, errlen, "cannot open SQLite database %s: %s", path,
                  conn ? sqlite3_errmsg(conn) : sqlite3_errstr(rc));
@@ -71,8 +70,7 @@ static enum err sq_exec(struct db *db, const char *sql)
 static void *sq_prepare(struct db *db, const char *sql, int *nparams)
 {
     sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v3(db->conn, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL) !=
-        SQLITE_OK) {
+    if (sqlite3_prepare_v3(db->conn, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL) != SQLITE_OK) {
         snprintf(db->errmsg, sizeof db->errmsg, "sqlite prepare: %s", sqlite3_errmsg(db->conn));
         return NULL;
     }

@@ -22,11 +22,11 @@ void event_in_cleanup(struct event_in *ev)
 static enum err next_sequence(struct db *db, const char *tenant, const struct event_in *ev,
                               int64_t *seq)
 {
-    struct db_stmt *st = db_stmt(
-        db, "INSERT INTO entity_sequences (tenant_id, entity, entity_id, last_sequence) "
-            "VALUES (?, ?, ?, 1) ON CONFLICT (tenant_id, entity, entity_id) "
-            "DO UPDATE SET last_sequence = entity_sequences.last_sequence + 1 "
-            "RETURNING last_sequence");
+    struct db_stmt *st =
+        db_stmt(db, "INSERT INTO entity_sequences (tenant_id, entity, entity_id, last_sequence) "
+                    "VALUES (?, ?, ?, 1) ON CONFLICT (tenant_id, entity, entity_id) "
+                    "DO UPDATE SET last_sequence = entity_sequences.last_sequence + 1 "
+                    "RETURNING last_sequence");
     db_bind_text(st, 1, tenant);
     db_bind_text(st, 2, ev->entity);
     db_bind_text(st, 3, ev->entity_id);
@@ -94,7 +94,7 @@ enum err store_event_publish(struct db *db, const char *tenant, struct event_in 
     return ERR_OK;
 }
 
-#define EVENT_COLS                                                                             \
+#define EVENT_COLS                                                                                 \
     "id, client_id, type, entity, entity_id, sequence, occurred_at, published_at, payload"
 
 static json_t *event_row(struct db_stmt *st)

@@ -16,9 +16,9 @@
 #include <unistd.h>
 
 #include "core/crypto.h"
+#include "core/embed.h"
 #include "core/log.h"
 #include "core/timeutil.h"
-#include "core/embed.h"
 #include "core/xalloc.h"
 
 #define BATCH_MAX 1024 /* jobs per transaction */
@@ -166,8 +166,7 @@ static enum err setup_master_key(const struct config *cfg, char *errmsg, size_t 
     enum err rc = ERR_OK;
     if (!hex) {
         if (cfg->master_key_file) {
-            snprintf(errmsg, errlen, "cannot read master key file %s: %s", path,
-                     strerror(errno));
+            snprintf(errmsg, errlen, "cannot read master key file %s: %s", path, strerror(errno));
             rc = ERR_IO;
             goto out;
         }

@@ -105,8 +105,7 @@ enum err catalog_type_known(struct db *db, const char *tenant, const char *name)
 {
     if (catalog_is_builtin(name))
         return ERR_OK;
-    struct db_stmt *st =
-        db_stmt(db, "SELECT 1 FROM event_types WHERE tenant_id = ? AND name = ?");
+    struct db_stmt *st = db_stmt(db, "SELECT 1 FROM event_types WHERE tenant_id = ? AND name = ?");
     db_bind_text(st, 1, tenant);
     db_bind_text(st, 2, name);
     enum err rc = db_next(st);

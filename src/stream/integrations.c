@@ -84,8 +84,9 @@ static enum err parse_events(json_t *ev, const char *tenant, struct db *db, stru
         if (rc == ERR_STORAGE)
             return rc;
         if (rc != ERR_OK)
-            verrs_add(v, f, "\"%.80s\" is neither an entity (such as \"order\") nor an event type "
-                            "of the catalog",
+            verrs_add(v, f,
+                      "\"%.80s\" is neither an entity (such as \"order\") nor an event type "
+                      "of the catalog",
                       s ? s : "");
         for (size_t j = 0; j < i && s; j++)
             if (json_equal(json_array_get(ev, j), e)) {
@@ -202,9 +203,9 @@ enum err integration_parse(json_t *body, const struct integration *existing, con
         out->signing_secret = xstrdup(existing->signing_secret);
         out->updated_at = now;
     } else {
-        static const char *const fields[] = {"id",       "type",   "start_at",      "end_at",
-                                             "events",   "ordering", "target",      "max_in_flight",
-                                             "verify",   NULL};
+        static const char *const fields[] = {"id",     "type",     "start_at", "end_at",
+                                             "events", "ordering", "target",   "max_in_flight",
+                                             "verify", NULL};
         json_check_fields(body, fields, "", v);
         const char *id = json_string_value(json_object_get(body, "id"));
         if (!id || !api_id_valid(id))
@@ -227,7 +228,8 @@ enum err integration_parse(json_t *body, const struct integration *existing, con
         if (out->start_at >= 0 && out->end_at >= 0 && out->end_at <= out->start_at)
             verrs_add(v, "end_at", "must be after start_at");
         const char *ord = json_string_value(json_object_get(body, "ordering"));
-        if (json_object_get(body, "ordering") && (!ord || (strcmp(ord, "entity") && strcmp(ord, "none"))))
+        if (json_object_get(body, "ordering") &&
+            (!ord || (strcmp(ord, "entity") && strcmp(ord, "none"))))
             verrs_add(v, "ordering", "must be \"entity\" or \"none\"");
         snprintf(out->ordering, sizeof out->ordering, "%s", ord ? ord : "entity");
         snprintf(out->state, sizeof out->state, "active");
@@ -291,9 +293,9 @@ enum err integration_parse(json_t *body, const struct integration *existing, con
     return ERR_OK;
 }
 
-#define INTEGRATION_COLS                                                                       \
-    "tenant_id, id, type, start_at, end_at, state, paused_at, events, ordering, target_type, "  \
-    "target, signing_secret, max_in_flight, failing_since, failing_count, last_attempt_at, "   \
+#define INTEGRATION_COLS                                                                           \
+    "tenant_id, id, type, start_at, end_at, state, paused_at, events, ordering, target_type, "     \
+    "target, signing_secret, max_in_flight, failing_since, failing_count, last_attempt_at, "       \
     "created_at, updated_at"
 
 static int64_t col_time(struct db_stmt *st, int i)
@@ -312,8 +314,8 @@ static void bind_time(struct db_stmt *st, int i, int64_t v)
 enum err integration_load(struct db *db, const char *tenant, const char *id,
                           struct integration *out)
 {
-    struct db_stmt *st = db_stmt(db, "SELECT " INTEGRATION_COLS
-                                     " FROM integrations WHERE tenant_id = ? AND id = ?");
+    struct db_stmt *st =
+        db_stmt(db, "SELECT " INTEGRATION_COLS " FROM integrations WHERE tenant_id = ? AND id = ?");
     db_bind_text(st, 1, tenant);
     db_bind_text(st, 2, id);
     enum err rc = db_next(st);
@@ -351,9 +353,9 @@ enum err tenant_config_bump(struct db *db, const char *tenant)
 
 enum err integration_insert(struct db *db, const struct integration *in)
 {
-    struct db_stmt *st = db_stmt(
-        db, "INSERT INTO integrations (" INTEGRATION_COLS
-            ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    struct db_stmt *st =
+        db_stmt(db, "INSERT INTO integrations (" INTEGRATION_COLS
+                    ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
     db_bind_text(st, 1, in->tenant);
     db_bind_text(st, 2, in->id);
     db_bind_text(st, 3, in->type);
@@ -393,8 +395,8 @@ enum err integration_update(struct db *db, const struct integration *in)
     return rc == ERR_OK ? tenant_config_bump(db, in->tenant) : rc;
 }
 
-enum err integration_set_state(struct db *db, const char *tenant, const char *id,
-                               const char *state, int64_t now)
+enum err integration_set_state(struct db *db, const char *tenant, const char *id, const char *state,
+                               int64_t now)
 {
     struct db_stmt *st = db_stmt(
         db, "UPDATE integrations SET state = ?, paused_at = CASE WHEN ? = 'paused' THEN ? ELSE "

@@ -20,7 +20,7 @@ struct integration {
     char type[12];  /* permanent | temporary */
     char state[12]; /* active | paused | stopped */
     char ordering[8];
-    char target_type[8]; /* webhook | s3 */
+    char target_type[8];                 /* webhook | s3 */
     int64_t start_at, end_at, paused_at; /* -1: null */
     int64_t created_at, updated_at, last_attempt_at, failing_since;
     int64_t failing_count;
@@ -49,8 +49,8 @@ enum err integration_load(struct db *db, const char *tenant, const char *id,
 enum err integration_insert(struct db *db, const struct integration *in);
 enum err integration_update(struct db *db, const struct integration *in);
 /* Sets the state (and paused_at when pausing) and bumps the configuration version. */
-enum err integration_set_state(struct db *db, const char *tenant, const char *id,
-                               const char *state, int64_t now);
+enum err integration_set_state(struct db *db, const char *tenant, const char *id, const char *state,
+                               int64_t now);
 /* Appends a log row: action "started"|"stopped"|"updated"|"deleted", reason, actor. */
 enum err integration_log(struct db *db, const char *tenant, const char *id, const char *action,
                          const char *reason, const char *actor);
