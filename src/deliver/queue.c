@@ -234,8 +234,9 @@ enum err queue_apply_outcome(struct db *db, const struct attempt_outcome *o,
         *kind = OUTCOME_SUCCEEDED;
         if ((rc = finish(db, o, "succeeded", now)) != ERR_OK)
             return rc;
-        st = db_stmt(db, "UPDATE integrations SET failing_since = NULL, failing_count = 0, "
-                         "last_attempt_at = ? WHERE tenant_id = ? AND id = ?");
+        st = db_stmt(db,
+                     "UPDATE integrations SET failing_since = NULL, failing_count = 0, "
+                     "last_attempt_at = ?, lag_alerted_at = NULL WHERE tenant_id = ? AND id = ?");
         db_bind_int(st, 1, now);
         db_bind_text(st, 2, o->tenant);
         db_bind_text(st, 3, o->integration);
@@ -383,6 +384,53 @@ enum err queue_stop_ended(struct db *db, int64_t *n)
             return rc;
         if ((rc = integration_log(db, ids[i][0], ids[i][1], "stopped", "reached end date",
                                   "system")) != ERR_OK)
+            return rc;
+        (*n)++;
+    }
+    return ERR_OK;
+}
+
+enum err queue_check_lag(struct db *db, int64_t lag_ms, int64_t *n)
+{
+    *n = 0;
+    int64_t now = time_now_ms();
+    struct db_stmt *st = db_stmt(
+        db, "SELECT d.tenant_id, d.integration_id, MIN(d.created_at) FROM deliveries d JOIN "
+            "integrations i ON i.tenant_id = d.tenant_id AND i.id = d.integration_id WHERE "
+            "d.state IN ('waiting', 'pending', 'in_flight') AND i.lag_alerted_at IS NULL "
+            "GROUP BY d.tenant_id, d.integration_id HAVING MIN(d.created_at) < ? LIMIT 100");
+    db_bind_int(st, 1, now - lag_ms);
+    char ids[100][2][72];
+    int64_t oldest[100];
+    int k = 0;
+    enum err rc;
+    while (k < 100 && (rc = db_next(st)) == ERR_OK) {
+        snprintf(ids[k][0], 72, "%s", db_col_text(st, 0));
+        snprintf(ids[k][1], 72, "%s", db_col_text(st, 1));
+        oldest[k] = db_col_int(st, 2);
+        k++;
+    }
+    db_release(db);
+    for (int i = 0; i < k; i++) {
+        char msg[300], details[200];
+        snprintf(msg, sizeof msg,
+                 "lagging: the oldest undelivered event has waited %lld s (more than %lld s)",
+                 (long long)((now - oldest[i]) / 1000), (long long)(lag_ms / 1000));
+        snprintf(details, sizeof details, "{\"reason\":\"lagging\",\"lag_ms\":%lld}",
+                 (long long)(now - oldest[i]));
+        struct alert_in a = {.event = "event_stream.delivery_failed",
+                             .connection = ids[i][1],
+                             .message = msg,
+                             .details = details,
+                             .occurred_at = now};
+        if ((rc = alert_record(db, ids[i][0], &a, NULL)) != ERR_OK)
+            return rc;
+        st = db_stmt(db,
+                     "UPDATE integrations SET lag_alerted_at = ? WHERE tenant_id = ? AND id = ?");
+        db_bind_int(st, 1, now);
+        db_bind_text(st, 2, ids[i][0]);
+        db_bind_text(st, 3, ids[i][1]);
+        if ((rc = db_run(st)) != ERR_OK)
             return rc;
         (*n)++;
     }

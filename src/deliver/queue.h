@@ -63,6 +63,10 @@ enum err queue_system_pause(struct db *db, const char *tenant, const char *integ
 
 /* Returns expired leases (or every lease with all == true, SQLite start-up) to pending. */
 enum err queue_release_leases(struct db *db, bool all, int64_t *n);
+/* Records an event_stream.delivery_failed alert (reason "lagging") for every integration
+ * whose oldest unfinished, unpaused delivery is older than lag_ms, once per episode. */
+enum err queue_check_lag(struct db *db, int64_t lag_ms, int64_t *n);
+
 /* Stops temporary integrations whose end date has passed (logged). */
 enum err queue_stop_ended(struct db *db, int64_t *n);
 

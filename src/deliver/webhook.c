@@ -542,6 +542,7 @@ static void handle_inbox(void)
 static void *engine_main(void *arg)
 {
     (void)arg;
+    pthread_setname_np(pthread_self(), "sluice-webhook");
     while (!atomic_load(&g.stopping)) {
         handle_inbox();
         unsigned gen = atomic_load(&g.config_gen);

@@ -362,6 +362,7 @@ static void run_batch(struct store_job *batch)
 static void *writer_main(void *arg)
 {
     (void)arg;
+    pthread_setname_np(pthread_self(), "sluice-writer");
     for (;;) {
         pthread_mutex_lock(&g.lock);
         while (!g.head && !g.stopping)

@@ -17,6 +17,7 @@ CREATE TABLE integrations (
     failing_since   BIGINT,                 -- first failed attempt since the last success
     failing_count   BIGINT NOT NULL DEFAULT 0,
     last_attempt_at BIGINT,
+    lag_alerted_at  BIGINT,                 -- set while a lag alert stands
     created_at      BIGINT NOT NULL,
     updated_at      BIGINT NOT NULL,
     PRIMARY KEY (tenant_id, id)

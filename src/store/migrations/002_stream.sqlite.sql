@@ -17,6 +17,7 @@ CREATE TABLE integrations (
     failing_since   INTEGER,                 -- first failed attempt since the last success
     failing_count   INTEGER NOT NULL DEFAULT 0,
     last_attempt_at INTEGER,
+    lag_alerted_at  INTEGER,                 -- set while a lag alert stands
     created_at      INTEGER NOT NULL,
     updated_at      INTEGER NOT NULL,
     PRIMARY KEY (tenant_id, id)
