@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# What `make test` runs after `make deps`: build, then every suite (unit, integration on
+# SQLite and PostgreSQL, lint). Keeps going when a suite fails, prints one closing line per
+# suite at the end, and exits non-zero if any suite failed.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+summary=()
+status=0
+
+echo "== build"
+# One make for both (parallel); if it fails, retry each alone so one broken target does not
+# hide the suites of the other.
+sluice_ok=1
+unit_ok=1
+if ! make -j2 build/sluice build/unit; then
+    make -j2 build/sluice || sluice_ok=0
+    make -j2 build/unit || unit_ok=0
+    status=1
+    summary+=("build: FAILED")
+fi
+
+echo "== unit"
+if [ "$unit_ok" -eq 1 ]; then
+    ./build/unit 2>&1 | tee "$tmp/unit.out"
+    rc=${PIPESTATUS[0]}
+    line=$(grep -E '^([A-Za-z]+: )?[0-9]+ passed, [0-9]+ failed' "$tmp/unit.out" | tail -n 1)
+    p=$(grep -oE '[0-9]+ passed' <<<"$line" | grep -oE '^[0-9]+' || echo 0)
+    f=$(grep -oE '[0-9]+ failed' <<<"$line" | grep -oE '^[0-9]+' || echo 0)
+    if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi # crashed or no closing line
+    if [ "$rc" -ne 0 ] || [ "$f" -ne 0 ]; then status=1; fi
+    summary+=("unit: $p passed, $f failed")
+else
+    echo "unit: build/unit did not build"
+    summary+=("unit: 0 passed, 1 failed")
+fi
+
+echo "== integration"
+if [ "$sluice_ok" -eq 1 ]; then
+    SLUICE_BIN=$PWD/build/sluice /usr/bin/python3 -m pytest -q -rfE tests/integration 2>&1 |
+        tee "$tmp/integration.out"
+    rc=${PIPESTATUS[0]}
+    last=$(grep -E '(passed|failed|error|no tests ran)' "$tmp/integration.out" | tail -n 1)
+    p=$(grep -oE '[0-9]+ passed' <<<"$last" | grep -oE '^[0-9]+' || echo 0)
+    f=$(grep -oE '[0-9]+ failed' <<<"$last" | grep -oE '^[0-9]+' || echo 0)
+    e=$(grep -oE '[0-9]+ errors?' <<<"$last" | grep -oE '^[0-9]+' || echo 0)
+    s=$(grep -oE '[0-9]+ skipped' <<<"$last" | grep -oE '^[0-9]+' || echo 0)
+    f=$((f + e))
+    # Exit 5 (no tests collected) and any crash count as a failure.
+    if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
+    [ "$rc" -eq 0 ] || status=1
+    summary+=("integration: $p passed, $f failed, $s skipped")
+else
+    echo "integration: build/sluice did not build"
+    summary+=("integration: 0 passed, 1 failed")
+fi
+
+echo "== lint"
+bash scripts/lint.sh 2>&1 | tee "$tmp/lint.out"
+rc=${PIPESTATUS[0]}
+line=$(grep -E '^lint: [0-9]+ passed, [0-9]+ failed' "$tmp/lint.out" | tail -n 1)
+[ -n "$line" ] || line="lint: 0 passed, 1 failed"
+[ "$rc" -eq 0 ] || status=1
+summary+=("$line")
+
+echo
+echo "== summary"
+for l in "${summary[@]}"; do echo "$l"; done
+exit "$status"
