@@ -20,6 +20,7 @@
 #include "core/timeutil.h"
 #include "core/xalloc.h"
 #include "http/http.h"
+#include "http/ratelimit.h"
 
 enum req_state { REQ_NEW, REQ_BODY, REQ_SUSPENDED, REQ_RESUMED, REQ_DONE };
 
@@ -128,6 +129,14 @@ static void dispatch(struct http_req *req)
         }
         if (rc != ERR_OK) {
             http_problem_err(req, rc, NULL);
+            return;
+        }
+        int retry_after = 0;
+        if (!req->auth.admin && !ratelimit_take(req->auth.key_id, time_now_ms(), &retry_after)) {
+            char ra[16];
+            snprintf(ra, sizeof ra, "%d", retry_after);
+            http_problem(req, 429, "this API key is over its request rate; retry later", NULL);
+            http_add_header(req, "Retry-After", ra);
             return;
         }
         if (r->auth == AUTH_ADMIN && !req->auth.admin) {
@@ -420,6 +429,7 @@ enum err http_start(const struct config *cfg, const struct route *routes, char *
     while (routes[g.nroutes].method)
         g.nroutes++;
     register_metrics();
+    ratelimit_configure(cfg->rate_limit);
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
                      MHD_USE_ITC | MHD_USE_ERROR_LOG | (v6 ? MHD_USE_IPv6 : 0);
     g.daemon = MHD_start_daemon(
@@ -471,4 +481,5 @@ void http_stop(void)
             free(g.rm[i].labels[c]);
     free(g.rm);
     g.rm = NULL;
+    ratelimit_cleanup();
 }
