@@ -345,8 +345,12 @@ static void post(struct msg *m)
 static enum err claim_run(struct db *db, void *arg)
 {
     struct claim_job *j = arg;
-    return queue_claim(db, j->tenant, j->id, g.cfg->node_id, g.cfg->lease_ms, j->limit, &j->claimed,
-                       &j->n, &j->next_due);
+    /* A lease must outlive the request it covers, or another node could send it too. */
+    int64_t lease = g.cfg->lease_ms;
+    if (lease < g.cfg->webhook_timeout_ms + 5000)
+        lease = g.cfg->webhook_timeout_ms + 5000;
+    return queue_claim(db, j->tenant, j->id, g.cfg->node_id, lease, j->limit, &j->claimed, &j->n,
+                       &j->next_due);
 }
 
 static void claim_done(void *arg, enum err rc)
