@@ -37,7 +37,8 @@ struct wh_integ {
     char id[72];
     char *url, *api_key, *api_key_header, *secret;
     int max_in_flight;
-    int inflight;
+    int inflight; /* requests on the wire */
+    int outcomes; /* outcome jobs not yet answered by the writer */
     bool claiming;
     bool dirty;
     bool present;
@@ -321,7 +322,7 @@ static void refresh(void)
     struct wh_integ **pp = &g.integs;
     while (*pp) {
         struct wh_integ *w = *pp;
-        if (!w->present && w->inflight == 0 && !w->claiming) {
+        if (!w->present && w->inflight == 0 && w->outcomes == 0 && !w->claiming) {
             *pp = w->next;
             integ_free_config(w);
             free(w);
@@ -442,6 +443,11 @@ static void finish_req(struct wh_req *r, CURLcode cc)
     j->job.arg = j;
     atomic_fetch_add(&g.jobs_pending, 1);
     store_submit(&j->job);
+    /* The slot is free now: the next claim is queued behind this outcome, and the writer
+     * runs jobs in order, so the claim's in-flight count already sees it applied. */
+    r->integ->inflight--;
+    r->integ->outcomes++;
+    r->integ->dirty = true;
     if (r->prev)
         r->prev->next = r->next;
     else
@@ -533,14 +539,35 @@ static void handle_inbox(void)
                 w->dirty = true; /* there may be more due */
             free(m->claimed);
         } else {
-            w->inflight--;
-            w->dirty = true;
+            w->outcomes--;
+            if (m->rc != ERR_OK)
+                w->dirty = true; /* the lease will expire; look again later */
             if (m->rc == ERR_OK && m->outcome <= OUTCOME_FAILED)
                 metric_add(&m_outcomes[m->outcome], 1);
         }
         free(m);
         m = next;
     }
+}
+
+/* Submits claims for integrations with free slots and due (or possibly due) work; returns
+ * how long the engine may sleep before something falls due (ms). */
+static int64_t submit_claims(void)
+{
+    bool all = atomic_exchange(&g.all_dirty, false);
+    int64_t now = time_now_ms(), wait = REFRESH_MS;
+    for (struct wh_integ *w = g.integs; w; w = w->next) {
+        if (!w->present || !w->url)
+            continue;
+        if (all)
+            w->dirty = true;
+        bool due = w->dirty || (w->next_due >= 0 && w->next_due <= now);
+        if (!w->claiming && w->inflight < w->max_in_flight && due)
+            submit_claim(w);
+        else if (w->next_due > now && w->next_due - now < wait)
+            wait = w->next_due - now;
+    }
+    return wait;
 }
 
 static void *engine_main(void *arg)
@@ -554,19 +581,6 @@ static void *engine_main(void *arg)
             g.seen_gen = gen;
             refresh();
         }
-        bool all = atomic_exchange(&g.all_dirty, false);
-        int64_t now = time_now_ms(), wait = REFRESH_MS;
-        for (struct wh_integ *w = g.integs; w; w = w->next) {
-            if (!w->present || !w->url)
-                continue;
-            if (all)
-                w->dirty = true;
-            bool due = w->dirty || (w->next_due >= 0 && w->next_due <= now);
-            if (!w->claiming && w->inflight < w->max_in_flight && due)
-                submit_claim(w);
-            else if (w->next_due > now && w->next_due - now < wait)
-                wait = w->next_due - now;
-        }
         int running = 0;
         curl_multi_perform(g.multi, &running);
         CURLMsg *cm;
@@ -578,6 +592,8 @@ static void *engine_main(void *arg)
             curl_easy_getinfo(cm->easy_handle, CURLINFO_PRIVATE, (char **)&r);
             finish_req(r, cm->data.result);
         }
+        /* Claims go after the outcomes just queued, so freed slots are reused at once. */
+        int64_t wait = submit_claims();
         curl_multi_poll(g.multi, NULL, 0, (int)(wait > 0 ? wait : 1), NULL);
     }
     return NULL;
