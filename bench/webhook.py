@@ -19,6 +19,7 @@ import time
 
 BIN = sys.argv[1]
 N = int(sys.argv[2]) if len(sys.argv) > 2 else 20000
+MAX_IN_FLIGHT = int(os.environ.get("MAX_IN_FLIGHT", "256"))
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -152,7 +153,7 @@ def throughput(tmp, nginx_port, integrations):
     ids = [f"i{k}" for k in range(integrations)]
     for iid in ids:
         st, body = api.call("POST", "/v1/integrations", {
-            "id": iid, "events": ["order"], "ordering": "none", "max_in_flight": 64,
+            "id": iid, "events": ["order"], "ordering": "none", "max_in_flight": MAX_IN_FLIGHT,
             "target": {"type": "webhook", "url": f"http://127.0.0.1:{nginx_port}/hook"}})
         assert st == 201, body
     publish_all(api, N)
