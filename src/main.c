@@ -6,13 +6,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alert/alerts.h"
+#include "alert/policies.h"
 #include "api/api.h"
 #include "core/config.h"
 #include "core/log.h"
 #include "core/timeutil.h"
 #include "deliver/queue.h"
+#include "deliver/s3.h"
 #include "deliver/webhook.h"
 #include "http/http.h"
+#include "notify/notifier.h"
 #include "store/store.h"
 #include "stream/routing.h"
 #include "stream/scheduler.h"
@@ -38,6 +42,10 @@ static void on_commit_wake(unsigned mask)
 {
     if (mask & STORE_WAKE_WEBHOOK)
         webhook_wake();
+    if (mask & STORE_WAKE_NOTIFY)
+        notifier_wake();
+    if (mask & STORE_WAKE_S3)
+        s3_wake();
 }
 
 /* SQLite has one node: every lease is this node's own from an earlier run. */
@@ -89,6 +97,15 @@ static int serve(int argc, char **argv)
         fprintf(stderr, "sluice: cannot start the webhook engine\n");
         goto stop;
     }
+    if (config_has_role(&cfg, "s3") && s3_start(&cfg) != ERR_OK) {
+        fprintf(stderr, "sluice: cannot start the S3 engine\n");
+        goto stop;
+    }
+    alerts_register_metrics();
+    if (notifier_start(&cfg, config_has_role(&cfg, "notify")) != ERR_OK) {
+        fprintf(stderr, "sluice: cannot start the notifier\n");
+        goto stop;
+    }
     if (scheduler_start(&cfg) != ERR_OK) {
         fprintf(stderr, "sluice: cannot start the scheduler\n");
         goto stop;
@@ -116,9 +133,12 @@ static int serve(int argc, char **argv)
 stop:
     http_stop();
     scheduler_stop();
+    notifier_stop();
     webhook_stop();
+    s3_stop();
     store_stop();
     routing_cleanup();
+    policy_index_cleanup();
     curl_global_cleanup();
     if (code == 0)
         log_info("main", "stopped cleanly");

@@ -1,54 +1,125 @@
-/* Alert and task rows. Writer thread only (inside the caller's transaction). */
+/* Alert and task rows, and the entry to the alert engine: alert_record() stores the alert
+ * and, in the same transaction, matches it against the tenant's policies (issues.c).
+ * Writer thread only (inside the caller's transaction). */
 #include "alert/alerts.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include "alert/issues.h"
+#include "core/buf.h"
+#include "core/xalloc.h"
 
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/timeutil.h"
 #include "stream/catalog.h"
 
-enum err alert_record(struct db *db, const char *tenant, const struct alert_in *a,
-                      char id_out[ID_MAX])
+static struct metric m_recorded = {.name = "sluice_alerts_recorded_total",
+                                   .help = "Alerts stored (reported or raised by Sluice).",
+                                   .type = "counter"};
+static struct metric m_matched = {.name = "sluice_alerts_matched_total",
+                                  .help = "Alerts that matched at least one enabled policy.",
+                                  .type = "counter"};
+
+void alerts_register_metrics(void)
 {
-    char id[ID_MAX], category[72];
+    metric_register(&m_recorded);
+    metric_register(&m_matched);
+    issues_register_metrics();
+}
+
+#define ALERT_COLS 11
+#define ALERT_CHUNK 5 /* rows per multi-row INSERT: 55 parameters, under DB_MAX_PARAMS */
+
+/* The INSERT for n rows (1 or ALERT_CHUNK), built once (writer thread only). */
+static const char *insert_sql(int n)
+{
+    static char sql[2][600];
+    char *out = sql[n == 1 ? 0 : 1];
+    if (!out[0]) {
+        struct buf b = BUF_INIT;
+        buf_puts(&b, "INSERT INTO alerts (tenant_id, id, event, category, connection, entity_id, "
+                     "task_id, message, details, occurred_at, created_at) VALUES ");
+        for (int i = 0; i < n; i++)
+            buf_puts(&b, i ? ", (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                           : "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+        snprintf(out, sizeof sql[0], "%s", b.data);
+        buf_cleanup(&b);
+    }
+    return out;
+}
+
+/* Inserts n (1 or ALERT_CHUNK) alerts in one statement; ids get their new ids. */
+static enum err insert_alerts(struct db *db, const char *tenant, const struct alert_in *a, int n,
+                              int64_t now, char (*ids)[ID_MAX])
+{
+    struct db_stmt *st = db_stmt(db, insert_sql(n));
+    for (int i = 0; i < n; i++) {
+        char category[72];
+        int p = i * ALERT_COLS;
+        id_new("alr", now, ids[i]);
+        catalog_entity(a[i].event, category, sizeof category);
+        db_bind_text(st, p + 1, tenant);
+        db_bind_text(st, p + 2, ids[i]);
+        db_bind_text(st, p + 3, a[i].event);
+        db_bind_text(st, p + 4, category);
+        db_bind_text(st, p + 5, a[i].connection);
+        db_bind_text(st, p + 6, a[i].entity_id);
+        db_bind_text(st, p + 7, a[i].task_id);
+        db_bind_text(st, p + 8, a[i].message);
+        db_bind_text(st, p + 9, a[i].details);
+        db_bind_int(st, p + 10, a[i].occurred_at >= 0 ? a[i].occurred_at : now);
+        db_bind_int(st, p + 11, now);
+    }
+    return db_run(st);
+}
+
+enum err alerts_record_batch(struct db *db, const char *tenant, const struct alert_in *a, size_t n,
+                             char (*ids)[ID_MAX])
+{
     int64_t now = time_now_ms();
-    id_new("alr", now, id);
-    catalog_entity(a->event, category, sizeof category);
-    struct db_stmt *st = db_stmt(
-        db, "INSERT INTO alerts (tenant_id, id, event, category, connection, entity_id, task_id, "
-            "message, details, occurred_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
-    db_bind_text(st, 1, tenant);
-    db_bind_text(st, 2, id);
-    db_bind_text(st, 3, a->event);
-    db_bind_text(st, 4, category);
-    db_bind_text(st, 5, a->connection);
-    db_bind_text(st, 6, a->entity_id);
-    db_bind_text(st, 7, a->task_id);
-    db_bind_text(st, 8, a->message);
-    db_bind_text(st, 9, a->details);
-    db_bind_int(st, 10, a->occurred_at >= 0 ? a->occurred_at : now);
-    db_bind_int(st, 11, now);
-    enum err rc = db_run(st);
-    if (rc == ERR_OK && id_out)
-        memcpy(id_out, id, ID_MAX);
+    enum err rc = ERR_OK;
+    size_t i = 0;
+    for (; i + ALERT_CHUNK <= n && rc == ERR_OK; i += ALERT_CHUNK)
+        rc = insert_alerts(db, tenant, a + i, ALERT_CHUNK, now, ids + i);
+    for (; i < n && rc == ERR_OK; i++)
+        rc = insert_alerts(db, tenant, a + i, 1, now, ids + i);
+    size_t matched = 0;
     if (rc == ERR_OK)
-        log_info("alert", "tenant %s: %s on %s: %s", tenant, a->event,
-                 a->connection ? a->connection : "-", a->message);
+        rc = issues_on_alerts(db, tenant, (const char(*)[ID_MAX])ids, a, n, now, &matched);
+    if (rc == ERR_OK) {
+        metric_add(&m_recorded, (int64_t)n);
+        metric_add(&m_matched, (int64_t)matched);
+    }
     return rc;
 }
 
-enum err task_record(struct db *db, const char *tenant, const char *kind,
-                     const char *connection, const char *entity_id, const char *status,
-                     const char *details, char id_out[ID_MAX])
+enum err alert_record(struct db *db, const char *tenant, const struct alert_in *a,
+                      char id_out[ID_MAX])
+{
+    char id[1][ID_MAX];
+    enum err rc = alerts_record_batch(db, tenant, a, 1, id);
+    if (rc == ERR_OK && id_out)
+        memcpy(id_out, id[0], ID_MAX);
+    if (rc == ERR_OK)
+        log_debug("alert", "tenant %s: %s on %s: %s", tenant, a->event,
+                  a->connection ? a->connection : "-", a->message);
+    return rc;
+}
+
+enum err task_record(struct db *db, const char *tenant, const char *kind, const char *connection,
+                     const char *entity_id, const char *status, const char *details,
+                     char id_out[ID_MAX])
 {
     char id[ID_MAX];
     int64_t now = time_now_ms();
     id_new("tsk", now, id);
     struct db_stmt *st = db_stmt(
-        db, "INSERT INTO tasks (tenant_id, id, kind, connection, entity_id, status, started_at, "
-            "finished_at, details, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+        db,
+        "INSERT INTO tasks (tenant_id, id, kind, connection, entity_id, status, started_at, "
+        "finished_at, details, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
     db_bind_text(st, 1, tenant);
     db_bind_text(st, 2, id);
     db_bind_text(st, 3, kind);
@@ -66,12 +137,74 @@ enum err task_record(struct db *db, const char *tenant, const char *kind,
     return rc;
 }
 
+/* Resolves the alerts a statement selected (column 0: id), then runs recovery. */
+static enum err resolve_selected(struct db *db, const char *tenant, struct db_stmt *sel)
+{
+    char **ids = NULL;
+    size_t n = 0, cap = 0;
+    enum err rc;
+    while ((rc = db_next(sel)) == ERR_OK) {
+        if (n == cap) {
+            cap = cap ? 2 * cap : 16;
+            ids = xrealloc(ids, cap * sizeof *ids);
+        }
+        ids[n++] = xstrdup(db_col_text(sel, 0));
+    }
+    if (rc == ERR_DONE)
+        rc = ERR_OK;
+    int64_t now = time_now_ms();
+    for (size_t i = 0; i < n && rc == ERR_OK; i++) {
+        struct db_stmt *st = db_stmt(db, "UPDATE alerts SET resolved_at = ? WHERE tenant_id = ? "
+                                         "AND id = ? AND resolved_at IS NULL");
+        db_bind_int(st, 1, now);
+        db_bind_text(st, 2, tenant);
+        db_bind_text(st, 3, ids[i]);
+        rc = db_run(st);
+        if (rc == ERR_OK)
+            rc = issues_recovery(db, tenant, ids[i], now);
+    }
+    for (size_t i = 0; i < n; i++)
+        free(ids[i]);
+    free(ids);
+    return rc;
+}
+
 enum err alerts_resolve_task(struct db *db, const char *tenant, const char *task_id)
 {
-    struct db_stmt *st = db_stmt(db, "UPDATE alerts SET resolved_at = ? WHERE tenant_id = ? AND "
-                                     "task_id = ? AND resolved_at IS NULL");
-    db_bind_int(st, 1, time_now_ms());
-    db_bind_text(st, 2, tenant);
-    db_bind_text(st, 3, task_id);
-    return db_run(st);
+    struct db_stmt *st = db_stmt(db, "SELECT id FROM alerts WHERE tenant_id = ? AND task_id = ? "
+                                     "AND resolved_at IS NULL");
+    db_bind_text(st, 1, tenant);
+    db_bind_text(st, 2, task_id);
+    return resolve_selected(db, tenant, st);
+}
+
+enum err alert_resolve(struct db *db, const char *tenant, const char *alert_id)
+{
+    struct db_stmt *st =
+        db_stmt(db, "SELECT id, resolved_at FROM alerts WHERE tenant_id = ? AND id = ?");
+    db_bind_text(st, 1, tenant);
+    db_bind_text(st, 2, alert_id);
+    enum err rc = db_next(st);
+    if (rc != ERR_OK)
+        return rc == ERR_DONE ? ERR_NOT_FOUND : rc;
+    st = db_stmt(db, "SELECT id FROM alerts WHERE tenant_id = ? AND id = ? AND resolved_at IS "
+                     "NULL");
+    db_bind_text(st, 1, tenant);
+    db_bind_text(st, 2, alert_id);
+    return resolve_selected(db, tenant, st);
+}
+
+enum err alerts_resolve_work(struct db *db, const char *tenant, const char *kind,
+                             const char *connection, const char *entity_id, const char *except_task)
+{
+    struct db_stmt *st = db_stmt(
+        db, "SELECT a.id FROM tasks t JOIN alerts a ON a.tenant_id = t.tenant_id AND a.task_id "
+            "= t.id WHERE t.tenant_id = ? AND t.kind = ? AND t.connection IS NOT DISTINCT FROM ? "
+            "AND t.entity_id IS NOT DISTINCT FROM ? AND t.id <> ? AND a.resolved_at IS NULL");
+    db_bind_text(st, 1, tenant);
+    db_bind_text(st, 2, kind);
+    db_bind_text(st, 3, connection);
+    db_bind_text(st, 4, entity_id);
+    db_bind_text(st, 5, except_task ? except_task : "");
+    return resolve_selected(db, tenant, st);
 }

@@ -5,6 +5,7 @@
 #ifndef SLUICE_ALERT_ALERTS_H
 #define SLUICE_ALERT_ALERTS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "core/err.h"
@@ -26,13 +27,32 @@ struct alert_in {
 enum err alert_record(struct db *db, const char *tenant, const struct alert_in *a,
                       char id_out[ID_MAX]);
 
+/* Stores n alerts like alert_record() (ids[i] gets the id of a[i]), grouping them in memory
+ * so each issue they touch is updated once. Writer thread, inside a transaction. */
+enum err alerts_record_batch(struct db *db, const char *tenant, const struct alert_in *a, size_t n,
+                             char (*ids)[ID_MAX]);
+
 /* Creates a task row (kind, connection, entity_id, status) and writes its id to id_out.
  * Writer thread, inside a transaction. */
-enum err task_record(struct db *db, const char *tenant, const char *kind,
-                     const char *connection, const char *entity_id, const char *status,
-                     const char *details, char id_out[ID_MAX]);
+enum err task_record(struct db *db, const char *tenant, const char *kind, const char *connection,
+                     const char *entity_id, const char *status, const char *details,
+                     char id_out[ID_MAX]);
 
-/* Marks the unresolved alerts of task_id resolved. Writer thread. */
+/* Marks the unresolved alerts of task_id resolved and closes the issues that recovered
+ * (close_on_recovery). Writer thread. */
 enum err alerts_resolve_task(struct db *db, const char *tenant, const char *task_id);
+
+/* Resolves one alert (idempotent) and closes the issues that recovered; ERR_NOT_FOUND when
+ * absent. Writer thread. */
+enum err alert_resolve(struct db *db, const char *tenant, const char *alert_id);
+
+/* A task of (kind, connection, entity_id) succeeded: resolves the open alerts of the earlier
+ * tasks with those values (except_task excluded, may be NULL). Writer thread. */
+enum err alerts_resolve_work(struct db *db, const char *tenant, const char *kind,
+                             const char *connection, const char *entity_id,
+                             const char *except_task);
+
+/* Registers the alerting metrics (main thread, before the HTTP server starts). */
+void alerts_register_metrics(void);
 
 #endif

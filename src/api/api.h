@@ -50,6 +50,40 @@ void api_integrations_rejected(struct http_req *req);
 void api_integrations_redeliver(struct http_req *req);
 void api_integrations_logs(struct http_req *req);
 
+/* api_alerts.c, api_issues.c (alerting) */
+void api_alerts_report(struct http_req *req);
+void api_alerts_list(struct http_req *req);
+void api_alerts_get(struct http_req *req);
+void api_alerts_resolve(struct http_req *req);
+void api_tasks_create(struct http_req *req);
+void api_tasks_list(struct http_req *req);
+void api_tasks_get(struct http_req *req);
+void api_tasks_patch(struct http_req *req);
+void api_failure_types(struct http_req *req);
+void api_connections(struct http_req *req);
+void api_stats(struct http_req *req);
+void api_policies_create(struct http_req *req);
+void api_policies_list(struct http_req *req);
+void api_policies_get(struct http_req *req);
+void api_policies_patch(struct http_req *req);
+void api_policies_delete(struct http_req *req);
+void api_policies_append_events(struct http_req *req);
+void api_channels_create(struct http_req *req);
+void api_channels_list(struct http_req *req);
+void api_channels_get(struct http_req *req);
+void api_channels_patch(struct http_req *req);
+void api_channels_delete(struct http_req *req);
+void api_channels_test(struct http_req *req);
+void api_issues_list(struct http_req *req);
+void api_issues_get(struct http_req *req);
+void api_issues_alerts(struct http_req *req);
+void api_issues_timeline(struct http_req *req);
+void api_issues_acknowledge(struct http_req *req);
+void api_issues_close(struct http_req *req);
+void api_issues_reopen(struct http_req *req);
+void api_issues_comment(struct http_req *req);
+void api_notifications_list(struct http_req *req);
+
 /* Validates a user-chosen id: 1-64 chars of A-Za-z0-9._- */
 bool api_id_valid(const char *s);
 

@@ -4,6 +4,7 @@
 #include "api/api.h"
 #include "core/embed.h"
 #include "core/metrics.h"
+#include "notify/notifier.h"
 #include "store/store.h"
 
 void api_healthz(struct http_req *req)
@@ -23,7 +24,9 @@ void api_readyz(struct http_req *req)
             dbstate = db_errmsg(db);
     }
     const struct config *cfg = api_config();
-    const char *smtp = cfg->smtp_url ? "ok" : "disabled";
+    (void)cfg;
+    char smtp_buf[256];
+    const char *smtp = notifier_smtp_state(smtp_buf, sizeof smtp_buf);
     bool ready = !strcmp(dbstate, "ok");
     http_json(req, ready ? 200 : 503,
               json_pack("{s:s,s:{s:s,s:s}}", "status", ready ? "ready" : "unavailable", "checks",

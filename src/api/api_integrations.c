@@ -9,6 +9,7 @@
 #include "core/timeutil.h"
 #include "core/xalloc.h"
 #include "deliver/queue.h"
+#include "deliver/s3.h"
 #include "deliver/webhook.h"
 #include "stream/integrations.h"
 #include "stream/routing.h"
@@ -106,6 +107,7 @@ static void integ_written(struct http_req *req)
         return;
     }
     webhook_config_changed();
+    s3_config_changed();
     json_t *o = c->answer;
     c->answer = NULL;
     if (c->create && c->signing_secret)
@@ -113,6 +115,28 @@ static void integ_written(struct http_req *req)
     if (c->create && c->backfilled)
         json_object_set_new(o, "backfilled", json_integer(c->backfilled));
     http_json(req, c->create ? 201 : 200, o);
+}
+
+/* Puts the S3 probe object with the new target; on failure answers 422 with S3's error code
+ * and message and returns false. */
+static bool s3_probe_ok(struct http_req *req, const struct integration *in)
+{
+    json_t *r =
+        s3_probe(in->target, api_config()->allow_private_targets, api_config()->webhook_timeout_ms);
+    bool ok = json_is_true(json_object_get(r, "ok"));
+    if (!ok) {
+        char d[900];
+        snprintf(d, sizeof d, "the probe object could not be put: %s",
+                 json_string_value(json_object_get(r, "error")));
+        json_t *e = json_pack("[{s:s,s:s}]", "field", "target", "message", d);
+        json_t *first = json_array_get(e, 0);
+        json_object_set(first, "code", json_object_get(r, "code"));
+        json_object_set(first, "s3_message", json_object_get(r, "message"));
+        json_object_set(first, "status", json_object_get(r, "status"));
+        http_problem(req, 422, d, e);
+    }
+    json_decref(r);
+    return ok;
 }
 
 static void integ_write(struct http_req *req, bool create)
@@ -146,6 +170,9 @@ static void integ_write(struct http_req *req, bool create)
     } else if (verrs_any(&v)) {
         http_problem_verrs(req, &v);
         integ_ctx_free(c);
+    } else if (!strcmp(c->in.target_type, "s3") && (create || json_object_get(body, "target")) &&
+               !json_is_false(json_object_get(body, "verify")) && !s3_probe_ok(req, &c->in)) {
+        integ_ctx_free(c); /* answered 422 with S3's error */
     } else {
         http_defer(req, create ? integ_create_run : integ_patch_run, integ_written, c,
                    integ_ctx_free, STORE_WAKE_WEBHOOK);
@@ -220,7 +247,8 @@ void api_integrations_list(struct http_req *req)
 struct state_ctx {
     char tenant[72];
     char id[72];
-    char actor[160];
+    char actor[160]; /* "key:<name>" */
+    char by[160];    /* "key <name>", for reasons */
     char *reason;
     bool skip;
     int64_t skipped;
@@ -253,9 +281,9 @@ static enum err pause_run(struct db *db, void *arg)
         return rc;
     char reason[700];
     if (c->reason && *c->reason)
-        snprintf(reason, sizeof reason, "paused by %s: %s", c->actor, c->reason);
+        snprintf(reason, sizeof reason, "paused by %s: %s", c->by, c->reason);
     else
-        snprintf(reason, sizeof reason, "paused by %s", c->actor);
+        snprintf(reason, sizeof reason, "paused by %s", c->by);
     return integration_log(db, c->tenant, c->id, "stopped", reason, c->actor);
 }
 
@@ -283,10 +311,10 @@ static enum err resume_run(struct db *db, void *arg)
         return rc;
     char reason[300];
     if (c->skip)
-        snprintf(reason, sizeof reason, "resumed by %s, backlog of %lld skipped", c->actor,
+        snprintf(reason, sizeof reason, "resumed by %s, backlog of %lld skipped", c->by,
                  (long long)c->skipped);
     else
-        snprintf(reason, sizeof reason, "resumed by %s", c->actor);
+        snprintf(reason, sizeof reason, "resumed by %s", c->by);
     return integration_log(db, c->tenant, c->id, "started", reason, c->actor);
 }
 
@@ -311,7 +339,8 @@ static struct state_ctx *state_ctx_new(struct http_req *req)
     struct state_ctx *c = xcalloc(1, sizeof *c);
     snprintf(c->tenant, sizeof c->tenant, "%s", req->auth.tenant);
     snprintf(c->id, sizeof c->id, "%s", http_param(req, 0));
-    snprintf(c->actor, sizeof c->actor, "key %s", req->auth.key_name);
+    snprintf(c->actor, sizeof c->actor, "key:%s", req->auth.key_name);
+    snprintf(c->by, sizeof c->by, "key %s", req->auth.key_name);
     return c;
 }
 
@@ -409,7 +438,7 @@ static enum err delete_run(struct db *db, void *arg)
     if (db_changes(st) == 0)
         return ERR_NOT_FOUND;
     char reason[200];
-    snprintf(reason, sizeof reason, "deleted by %s", c->actor);
+    snprintf(reason, sizeof reason, "deleted by %s", c->by);
     if ((rc = integration_log(db, c->tenant, c->id, "deleted", reason, c->actor)) != ERR_OK)
         return rc;
     return tenant_config_bump(db, c->tenant);
@@ -438,7 +467,12 @@ void api_integrations_test(struct http_req *req)
     if (!db || !load_path_integration(req, db, &in))
         return;
     db_release(db);
-    http_json(req, 200, webhook_test(&in));
+    if (!strcmp(in.target_type, "s3"))
+        http_json(req, 200,
+                  s3_probe(in.target, api_config()->allow_private_targets,
+                           api_config()->webhook_timeout_ms));
+    else
+        http_json(req, 200, webhook_test(&in));
     integration_cleanup(&in);
 }
 
@@ -491,7 +525,8 @@ void api_integrations_events(struct http_req *req)
     integration_cleanup(&in);
     struct buf sql = BUF_INIT;
     buf_puts(&sql, "SELECT d.event_id, e.type, e.entity_id, d.state, d.attempts, "
-                   "d.last_attempt_at, d.last_status, d.last_error, d.batch_id, d.id "
+                   "d.last_attempt_at, d.last_status, d.last_error, (SELECT b.object_key FROM "
+                   "s3_batches b WHERE b.tenant_id = d.tenant_id AND b.id = d.batch_id), d.id "
                    "FROM deliveries d LEFT JOIN events e ON e.tenant_id = d.tenant_id AND "
                    "e.id = d.event_id WHERE d.tenant_id = ? AND d.integration_id = ?");
     if (entity)

@@ -106,13 +106,46 @@ static enum err promote_next(struct db *db, const char *tenant, const char *inte
         return rc;
     char id[ID_MAX];
     snprintf(id, sizeof id, "%s", db_col_text(st, 0));
-    st = db_stmt(db, "UPDATE deliveries SET state = ?, next_attempt_at = ? WHERE tenant_id = ? "
-                     "AND id = ? AND state = 'waiting'");
+    /* Its next_attempt_at stays the routing time, so claims keep publish order. */
+    (void)now;
+    st = db_stmt(db, "UPDATE deliveries SET state = ? WHERE tenant_id = ? AND id = ? AND "
+                     "state = 'waiting'");
     db_bind_text(st, 1, paused ? "held" : "pending");
-    db_bind_int(st, 2, now);
-    db_bind_text(st, 3, tenant);
-    db_bind_text(st, 4, id);
+    db_bind_text(st, 2, tenant);
+    db_bind_text(st, 3, id);
     return db_run(st);
+}
+
+/* A delivery of an entity succeeded: the failed webhook_delivery tasks recorded earlier for
+ * the same integration and entity are recovered, and their alerts resolved (API.md). */
+static enum err resolve_recovered(struct db *db, const struct attempt_outcome *o,
+                                  const char *entity_key, int64_t now)
+{
+    const char *slash = strchr(entity_key, '/');
+    const char *entity_id = slash ? slash + 1 : entity_key;
+    struct db_stmt *st = db_stmt(db, "SELECT id FROM tasks WHERE tenant_id = ? AND kind = "
+                                     "'webhook_delivery' AND connection = ? AND entity_id = ? "
+                                     "AND status = 'failed' LIMIT 100");
+    db_bind_text(st, 1, o->tenant);
+    db_bind_text(st, 2, o->integration);
+    db_bind_text(st, 3, entity_id);
+    char ids[100][ID_MAX];
+    int n = 0;
+    enum err rc;
+    while (n < 100 && (rc = db_next(st)) == ERR_OK)
+        snprintf(ids[n++], ID_MAX, "%s", db_col_text(st, 0));
+    db_release(db);
+    for (int i = 0; i < n; i++) {
+        st = db_stmt(db, "UPDATE tasks SET status = 'succeeded', updated_at = ? WHERE tenant_id "
+                         "= ? AND id = ?");
+        db_bind_int(st, 1, now);
+        db_bind_text(st, 2, o->tenant);
+        db_bind_text(st, 3, ids[i]);
+        if ((rc = db_run(st)) != ERR_OK ||
+            (rc = alerts_resolve_task(db, o->tenant, ids[i])) != ERR_OK)
+            return rc;
+    }
+    return ERR_OK;
 }
 
 static enum err insert_attempt(struct db *db, const struct attempt_outcome *o)
@@ -241,6 +274,8 @@ enum err queue_apply_outcome(struct db *db, const struct attempt_outcome *o,
         db_bind_text(st, 2, o->tenant);
         db_bind_text(st, 3, o->integration);
         if ((rc = db_run(st)) != ERR_OK)
+            return rc;
+        if ((rc = resolve_recovered(db, o, key, now)) != ERR_OK)
             return rc;
         return promote_next(db, o->tenant, o->integration, key, paused, now);
     }
@@ -414,8 +449,8 @@ enum err queue_check_lag(struct db *db, int64_t lag_ms, int64_t *n)
     for (int i = 0; i < k; i++) {
         char msg[300], details[200];
         snprintf(msg, sizeof msg,
-                 "lagging: the oldest undelivered event has waited %lld s (more than %lld s)",
-                 (long long)((now - oldest[i]) / 1000), (long long)(lag_ms / 1000));
+                 "lagging: the oldest undelivered event has waited %lld ms (limit %lld ms)",
+                 (long long)(now - oldest[i]), (long long)lag_ms);
         snprintf(details, sizeof details, "{\"reason\":\"lagging\",\"lag_ms\":%lld}",
                  (long long)(now - oldest[i]));
         struct alert_in a = {.event = "event_stream.delivery_failed",
@@ -435,4 +470,65 @@ enum err queue_check_lag(struct db *db, int64_t lag_ms, int64_t *n)
         (*n)++;
     }
     return ERR_OK;
+}
+
+enum err queue_purge(struct db *db, int64_t deliveries_before, int64_t events_before, int limit,
+                     int64_t *deliveries, int64_t *events)
+{
+    *deliveries = *events = 0;
+    struct db_stmt *st = db_stmt(db, "SELECT id FROM tenants ORDER BY id");
+    char(*tenants)[72] = NULL;
+    size_t n = 0, cap = 0;
+    enum err rc;
+    while ((rc = db_next(st)) == ERR_OK) {
+        if (n == cap) {
+            cap = cap ? 2 * cap : 16;
+            tenants = xrealloc(tenants, cap * sizeof *tenants);
+        }
+        snprintf(tenants[n++], 72, "%s", db_col_text(st, 0));
+    }
+    db_release(db);
+    if (rc != ERR_DONE) {
+        free(tenants);
+        return rc;
+    }
+    char dlv_floor[ID_MAX], evt_floor[ID_MAX];
+    id_floor("dlv", deliveries_before, dlv_floor);
+    id_floor("evt", events_before, evt_floor);
+    rc = ERR_OK;
+    for (size_t i = 0; i < n && rc == ERR_OK; i++) {
+        /* Delivery ids are time-ordered, so "created before" is a primary-key range. */
+        st = db_stmt(db, "DELETE FROM delivery_attempts WHERE tenant_id = ? AND delivery_id IN "
+                         "(SELECT id FROM deliveries WHERE tenant_id = ? AND id < ? AND state IN "
+                         "('succeeded', 'failed', 'rejected', 'skipped') LIMIT ?)");
+        db_bind_text(st, 1, tenants[i]);
+        db_bind_text(st, 2, tenants[i]);
+        db_bind_text(st, 3, dlv_floor);
+        db_bind_int(st, 4, limit);
+        if ((rc = db_run(st)) != ERR_OK)
+            break;
+        st = db_stmt(db, "DELETE FROM deliveries WHERE tenant_id = ? AND id IN (SELECT id FROM "
+                         "deliveries WHERE tenant_id = ? AND id < ? AND state IN ('succeeded', "
+                         "'failed', 'rejected', 'skipped') LIMIT ?)");
+        db_bind_text(st, 1, tenants[i]);
+        db_bind_text(st, 2, tenants[i]);
+        db_bind_text(st, 3, dlv_floor);
+        db_bind_int(st, 4, limit);
+        if ((rc = db_run(st)) != ERR_OK)
+            break;
+        *deliveries += db_changes(st);
+        st = db_stmt(db, "DELETE FROM events WHERE tenant_id = ? AND id IN (SELECT e.id FROM "
+                         "events e WHERE e.tenant_id = ? AND e.id < ? AND NOT EXISTS (SELECT 1 "
+                         "FROM deliveries d WHERE d.tenant_id = e.tenant_id AND d.event_id = e.id "
+                         "AND d.state IN ('waiting', 'held', 'pending', 'in_flight')) LIMIT ?)");
+        db_bind_text(st, 1, tenants[i]);
+        db_bind_text(st, 2, tenants[i]);
+        db_bind_text(st, 3, evt_floor);
+        db_bind_int(st, 4, limit);
+        if ((rc = db_run(st)) != ERR_OK)
+            break;
+        *events += db_changes(st);
+    }
+    free(tenants);
+    return rc;
 }

@@ -60,7 +60,7 @@ static bool match(const char *pattern, const char *path, char **params)
         if (p[0] == '{' && p[1] == '}') {
             size_t n = strcspn(s, "/");
             if (n == 0 || np >= HTTP_MAX_PARAMS)
-                return false;
+                break; /* *p is '{': the params taken so far are freed below */
             params[np++] = xstrndup(s, n);
             s += n;
             p += 2;
@@ -68,7 +68,7 @@ static bool match(const char *pattern, const char *path, char **params)
             p++;
             s++;
         } else {
-            return false;
+            break; /* both non-empty: freed below */
         }
     }
     if (*p || *s) {

@@ -10,6 +10,7 @@
 #include "core/id.h"
 #include "core/timeutil.h"
 #include "core/xalloc.h"
+#include "deliver/s3.h"
 #include "deliver/ssrf.h"
 #include "store/store.h"
 #include "stream/catalog.h"
@@ -276,7 +277,11 @@ enum err integration_parse(json_t *body, const struct integration *existing, con
             out->target = target;
             snprintf(out->target_type, sizeof out->target_type, "webhook");
         } else if (!strcmp(tt ? tt : oldtype, "s3")) {
-            verrs_add(v, "target.type", "S3 targets are not available in this version yet");
+            char *target = NULL;
+            s3_target_parse(t, old, allow_private, v, &target);
+            free(out->target);
+            out->target = target;
+            snprintf(out->target_type, sizeof out->target_type, "s3");
         } else {
             verrs_add(v, "target.type", "must be \"webhook\" or \"s3\"");
         }
@@ -398,16 +403,17 @@ enum err integration_update(struct db *db, const struct integration *in)
 enum err integration_set_state(struct db *db, const char *tenant, const char *id, const char *state,
                                int64_t now)
 {
-    struct db_stmt *st = db_stmt(
-        db, "UPDATE integrations SET state = ?, paused_at = CASE WHEN ? = 'paused' THEN ? ELSE "
-            "NULL END, failing_since = NULL, failing_count = 0, updated_at = ? "
-            "WHERE tenant_id = ? AND id = ?");
+    struct db_stmt *st =
+        db_stmt(db, "UPDATE integrations SET state = ?, paused_at = ?, failing_since = NULL, "
+                    "failing_count = 0, updated_at = ? WHERE tenant_id = ? AND id = ?");
     db_bind_text(st, 1, state);
-    db_bind_text(st, 2, state);
+    if (!strcmp(state, "paused"))
+        db_bind_int(st, 2, now);
+    else
+        db_bind_null(st, 2);
     db_bind_int(st, 3, now);
-    db_bind_int(st, 4, now);
-    db_bind_text(st, 5, tenant);
-    db_bind_text(st, 6, id);
+    db_bind_text(st, 4, tenant);
+    db_bind_text(st, 5, id);
     enum err rc = db_run(st);
     if (rc == ERR_OK && db_changes(st) == 0)
         rc = ERR_NOT_FOUND;
@@ -447,6 +453,8 @@ static json_t *render_target(const struct integration *in)
         json_object_set_new(t, "api_key", json_null());
     }
     json_object_del(t, "api_key_hint");
+    if (!strcmp(in->target_type, "s3"))
+        s3_target_mask(t);
     return t;
 }
 
@@ -482,5 +490,7 @@ json_t *integration_to_json(struct db *db, const struct integration *in)
     json_object_set_new(stats, "pending", json_integer(pending));
     json_set_time(stats, "last_attempt_at", in->last_attempt_at);
     json_object_set_new(o, "stats", stats);
+    if (!strcmp(in->target_type, "s3"))
+        s3_integration_json(db, in, o);
     return o;
 }

@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <time.h>
 
+#include "alert/issues.h"
 #include "core/log.h"
 #include "core/timeutil.h"
 #include "deliver/queue.h"
@@ -19,15 +20,21 @@ static struct {
     pthread_mutex_t lock;
     pthread_cond_t cond;
     bool stopping, running;
+    bool alerts; /* this node runs the "alerts" role: auto-close */
 } g = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
 
 #define LAG_LIMIT_MS (15 * 60 * 1000) /* the seed's promise: webhooks within 15 minutes */
 #define LAG_CHECK_EVERY 20            /* ticks (5 s): the check scans unfinished rows */
 
+#define PURGE_EVERY 8 /* ticks (2 s) */
+#define PURGE_LIMIT 5000
+
 struct tick {
-    int64_t released, stopped, lagging;
-    bool check_lag;
+    int64_t released, stopped, lagging, auto_closed, purged_deliveries, purged_events;
+    bool check_lag, purge;
 };
+
+static const struct config *g_cfg;
 
 static enum err tick_run(struct db *db, void *arg)
 {
@@ -37,6 +44,13 @@ static enum err tick_run(struct db *db, void *arg)
         rc = queue_stop_ended(db, &t->stopped);
     if (rc == ERR_OK && t->check_lag)
         rc = queue_check_lag(db, time_scaled(LAG_LIMIT_MS), &t->lagging);
+    if (rc == ERR_OK && g.alerts)
+        rc = issues_auto_close(db, time_now_ms(), &t->auto_closed);
+    if (rc == ERR_OK && t->purge) {
+        int64_t now = time_now_ms();
+        rc = queue_purge(db, now - g_cfg->retention_deliveries_ms, now - g_cfg->retention_events_ms,
+                         PURGE_LIMIT, &t->purged_deliveries, &t->purged_events);
+    }
     return rc;
 }
 
@@ -58,11 +72,16 @@ static void *scheduler_main(void *arg)
         if (g.stopping)
             break;
         pthread_mutex_unlock(&g.lock);
-        struct tick t = {.check_lag = ++ticks % LAG_CHECK_EVERY == 0};
+        ticks++;
+        struct tick t = {.check_lag = ticks % LAG_CHECK_EVERY == 0,
+                         .purge = ticks % PURGE_EVERY == 0};
         enum err rc = store_write(tick_run, &t, 0);
         if (rc == ERR_OK && t.released)
             log_info("scheduler", "%lld expired lease(s) returned to pending",
                      (long long)t.released);
+        if (rc == ERR_OK && (t.purged_events || t.purged_deliveries))
+            log_info("scheduler", "retention: purged %lld event(s), %lld finished delivery(ies)",
+                     (long long)t.purged_events, (long long)t.purged_deliveries);
         if (rc == ERR_OK && (t.released || t.stopped))
             webhook_config_changed();
         pthread_mutex_lock(&g.lock);
@@ -73,7 +92,8 @@ static void *scheduler_main(void *arg)
 
 enum err scheduler_start(const struct config *cfg)
 {
-    (void)cfg;
+    g_cfg = cfg;
+    g.alerts = config_has_role(cfg, "alerts");
     g.stopping = false;
     if (pthread_create(&g.thread, NULL, scheduler_main, NULL) != 0)
         return ERR_INTERNAL;

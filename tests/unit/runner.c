@@ -17,9 +17,11 @@ static const struct {
     const char *name;
     void (*run)(void);
 } suites[] = {
-    {"buf", unit_buf},       {"catalog", unit_catalog}, {"config", unit_config},
-    {"crypto", unit_crypto}, {"db", unit_db},           {"id", unit_id},
-    {"json", unit_json},     {"metrics", unit_metrics}, {"timeutil", unit_timeutil},
+    {"alert", unit_alert},     {"buf", unit_buf},
+    {"catalog", unit_catalog}, {"config", unit_config},
+    {"crypto", unit_crypto},   {"db", unit_db},
+    {"id", unit_id},           {"json", unit_json},
+    {"metrics", unit_metrics}, {"timeutil", unit_timeutil},
 };
 
 static const char *g_filter;

@@ -63,6 +63,7 @@ void unit_rmdir(char *dir);
     } while (0)
 
 /* One suite per module (tests/unit/test_<module>.c). */
+void unit_alert(void);
 void unit_buf(void);
 void unit_catalog(void);
 void unit_config(void);

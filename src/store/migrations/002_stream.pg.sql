@@ -62,6 +62,9 @@ CREATE INDEX deliveries_queue ON deliveries (tenant_id, integration_id, state, n
 CREATE INDEX deliveries_event ON deliveries (tenant_id, integration_id, event_id);
 CREATE INDEX deliveries_entity ON deliveries (tenant_id, integration_id, entity_key, id)
     WHERE state IN ('waiting', 'held', 'pending', 'in_flight');
+-- Retention never purges an event with an unfinished delivery: this answers that quickly.
+CREATE INDEX deliveries_unfinished_event ON deliveries (tenant_id, event_id)
+    WHERE state IN ('waiting', 'held', 'pending', 'in_flight');
 -- The claim index of due work across tenants (DESIGN.md: the one exception to tenant-first).
 CREATE INDEX deliveries_due ON deliveries (state, next_attempt_at)
     WHERE state IN ('pending', 'in_flight');

@@ -1,0 +1,860 @@
+/* Alerts and tasks: POST/GET /v1/alerts, /v1/alerts/{id}/resolve, /v1/tasks, and the
+ * console's /v1/failure-types, /v1/connections, /v1/stats. HTTP threads: validation runs
+ * whole before anything is written; writes go through http_defer() so a 2xx means the
+ * alerts and everything they cause (issues, timeline, notifications) committed together. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "alert/alerts.h"
+#include "api/api.h"
+#include "api/api_alerting.h"
+#include "core/timeutil.h"
+#include "core/xalloc.h"
+#include "stream/catalog.h"
+
+#define MAX_ALERT_BATCH 1000
+#define MAX_MESSAGE 4096
+#define MAX_DETAILS (64 * 1024)
+
+/* --- shared helpers (api_alerting.h) ---------------------------------------------------- */
+
+struct db *alerting_reader(struct http_req *req)
+{
+    struct db *db = store_reader();
+    if (!db)
+        http_problem_err(req, ERR_STORAGE, NULL);
+    return db;
+}
+
+void alerting_actor(const struct http_req *req, char *out, size_t n)
+{
+    snprintf(out, n, "key:%s", req->auth.key_name);
+}
+
+bool alerting_cursor(struct http_req *req, const char *prefix, const char **cursor)
+{
+    *cursor = http_query(req, "cursor");
+    int64_t t;
+    size_t n = strlen(prefix);
+    if (*cursor && (strncmp(*cursor, prefix, n) != 0 || (*cursor)[n] != '_' ||
+                    id_time(*cursor, &t) != ERR_OK)) {
+        json_t *e = json_pack("[{s:s,s:s}]", "field", "cursor", "message",
+                              "is not a cursor this server returned");
+        http_problem(req, 400, "cursor is not a cursor this server returned", e);
+        return false;
+    }
+    return true;
+}
+
+void alerting_list_answer(struct http_req *req, json_t *arr, int limit, enum err rc)
+{
+    if (rc != ERR_OK && rc != ERR_DONE) {
+        json_decref(arr);
+        http_problem_err(req, rc, NULL);
+        return;
+    }
+    json_t *next = json_null();
+    if ((int)json_array_size(arr) > limit) {
+        json_array_remove(arr, (size_t)limit);
+        next = json_incref(json_object_get(json_array_get(arr, (size_t)limit - 1), "id"));
+    }
+    http_json(req, 200, json_pack("{s:o,s:o}", "data", arr, "next_cursor", next));
+}
+
+static json_t *parse_details(const char *s)
+{
+    json_t *d = s ? json_loads(s, 0, NULL) : NULL;
+    return d ? d : json_null();
+}
+
+json_t *alerting_alert_json(struct db *db, const char *tenant, struct db_stmt *st)
+{
+    /* columns: id, event, category, connection, entity_id, task_id, message, details,
+     * occurred_at, created_at, resolved_at */
+    json_t *o = json_object();
+    json_set_str(o, "id", db_col_text(st, 0));
+    json_set_str(o, "event", db_col_text(st, 1));
+    json_set_str(o, "category", db_col_text(st, 2));
+    json_set_str(o, "connection", db_col_text(st, 3));
+    json_set_str(o, "entity_id", db_col_text(st, 4));
+    json_set_str(o, "task_id", db_col_text(st, 5));
+    json_set_str(o, "message", db_col_text(st, 6));
+    json_object_set_new(o, "details", parse_details(db_col_text(st, 7)));
+    json_set_time(o, "occurred_at", db_col_int(st, 8));
+    json_set_time(o, "created_at", db_col_int(st, 9));
+    json_set_time(o, "resolved_at", db_col_null(st, 10) ? -1 : db_col_int(st, 10));
+    json_t *ids = json_array();
+    struct db_stmt *q = db_stmt(db, "SELECT issue_id FROM issue_alerts WHERE tenant_id = ? AND "
+                                    "alert_id = ? ORDER BY issue_id");
+    db_bind_text(q, 1, tenant);
+    db_bind_text(q, 2, db_col_text(st, 0));
+    while (db_next(q) == ERR_OK)
+        json_array_append_new(ids, json_string(db_col_text(q, 0)));
+    json_object_set_new(o, "issue_ids", ids);
+    return o;
+}
+
+#define ALERT_COLS                                                                                 \
+    "a.id, a.event, a.category, a.connection, a.entity_id, a.task_id, a.message, a.details, "      \
+    "a.occurred_at, a.created_at, a.resolved_at"
+
+/* --- POST /v1/alerts ------------------------------------------------------------------ */
+
+struct report_ctx {
+    char tenant[72];
+    size_t n;
+    struct alert_in *alerts;
+    char (*ids)[ID_MAX];
+};
+
+static void report_ctx_free(void *p)
+{
+    struct report_ctx *c = p;
+    for (size_t i = 0; i < c->n; i++) {
+        free((char *)c->alerts[i].event);
+        free((char *)c->alerts[i].connection);
+        free((char *)c->alerts[i].entity_id);
+        free((char *)c->alerts[i].task_id);
+        free((char *)c->alerts[i].message);
+        free((char *)c->alerts[i].details);
+    }
+    free(c->alerts);
+    free(c->ids);
+    free(c);
+}
+
+static const char *opt_string(json_t *o, const char *key, const char *prefix, size_t max,
+                              struct verrs *v)
+{
+    json_t *x = json_object_get(o, key);
+    if (!x || json_is_null(x))
+        return NULL;
+    const char *s = json_string_value(x);
+    if (!s || !*s || strlen(s) > max) {
+        char f[96];
+        verrs_add(v, json_field(f, sizeof f, prefix, key),
+                  "must be a non-empty string of at most %zu characters", max);
+        return NULL;
+    }
+    return s;
+}
+
+static void validate_alert(struct db *db, const char *tenant, json_t *e, const char *prefix,
+                           struct alert_in *a, struct verrs *v, enum err *dbrc)
+{
+    char f[96];
+    a->occurred_at = -1;
+    if (!json_is_object(e)) {
+        size_t n = strlen(prefix);
+        snprintf(f, sizeof f, "%.*s", (int)(n ? n - 1 : 0), prefix);
+        verrs_add(v, f, "each alert must be a JSON object");
+        return;
+    }
+    static const char *const fields[] = {"event",   "connection", "entity_id",   "task_id",
+                                         "message", "details",    "occurred_at", NULL};
+    json_check_fields(e, fields, prefix, v);
+    const char *ev = json_string_value(json_object_get(e, "event"));
+    if (!ev || !catalog_is_failure(ev))
+        verrs_add(v, json_field(f, sizeof f, prefix, "event"),
+                  "must be a failure event of the catalog (see GET /v1/failure-types)");
+    else
+        a->event = xstrdup(ev);
+    a->connection = xstrdup(opt_string(e, "connection", prefix, 128, v));
+    a->entity_id = xstrdup(opt_string(e, "entity_id", prefix, 256, v));
+    const char *task = opt_string(e, "task_id", prefix, ID_MAX - 1, v);
+    if (task) {
+        struct db_stmt *st = db_stmt(db, "SELECT 1 FROM tasks WHERE tenant_id = ? AND id = ?");
+        db_bind_text(st, 1, tenant);
+        db_bind_text(st, 2, task);
+        enum err rc = db_next(st);
+        if (rc == ERR_DONE)
+            verrs_add(v, json_field(f, sizeof f, prefix, "task_id"), "no such task");
+        else if (rc != ERR_OK)
+            *dbrc = rc;
+        else
+            a->task_id = xstrdup(task);
+    }
+    const char *msg = json_string_value(json_object_get(e, "message"));
+    if (!msg || !*msg || strlen(msg) > MAX_MESSAGE)
+        verrs_add(v, json_field(f, sizeof f, prefix, "message"),
+                  "is required: a non-empty string of at most %d characters", MAX_MESSAGE);
+    else
+        a->message = xstrdup(msg);
+    json_t *d = json_object_get(e, "details");
+    if (d && !json_is_null(d)) {
+        char *s = json_is_object(d) ? json_dump_compact(d) : NULL;
+        if (!s || strlen(s) > MAX_DETAILS) {
+            verrs_add(v, json_field(f, sizeof f, prefix, "details"),
+                      "must be a JSON object of at most 64 KiB");
+            free(s);
+        } else {
+            a->details = s;
+        }
+    }
+    json_t *occ = json_object_get(e, "occurred_at");
+    if (occ && !json_is_null(occ) &&
+        (!json_is_string(occ) || time_parse(json_string_value(occ), &a->occurred_at) != ERR_OK))
+        verrs_add(v, json_field(f, sizeof f, prefix, "occurred_at"),
+                  "must be an RFC 3339 date-time such as 2026-11-22T10:15:30.123Z");
+}
+
+static enum err report_run(struct db *db, void *arg)
+{
+    struct report_ctx *c = arg;
+    return alerts_record_batch(db, c->tenant, c->alerts, c->n, c->ids);
+}
+
+static void report_done(struct http_req *req)
+{
+    struct report_ctx *c = req->ctx;
+    if (req->job.rc != ERR_OK) {
+        http_problem_err(req, req->job.rc == ERR_CONFLICT ? ERR_STORAGE : req->job.rc, NULL);
+        return;
+    }
+    json_t *ids = json_array();
+    for (size_t i = 0; i < c->n; i++)
+        json_array_append_new(ids, json_string(c->ids[i]));
+    http_json(req, 202, json_pack("{s:I,s:o}", "accepted", (json_int_t)c->n, "ids", ids));
+}
+
+void api_alerts_report(struct http_req *req)
+{
+    json_t *body;
+    if (!http_body_json(req, &body))
+        return;
+    struct verrs v;
+    verrs_init(&v);
+    struct report_ctx *c = xcalloc(1, sizeof *c);
+    snprintf(c->tenant, sizeof c->tenant, "%s", req->auth.tenant);
+    enum err dbrc = ERR_OK;
+    struct db *db = alerting_reader(req);
+    if (!db)
+        goto fail;
+    if (!json_is_object(body)) {
+        verrs_add(&v, "", "the body must be an alert object or {\"alerts\": [...]}");
+    } else if (json_object_get(body, "alerts")) {
+        json_t *list = json_object_get(body, "alerts");
+        static const char *const fields[] = {"alerts", NULL};
+        json_check_fields(body, fields, "", &v);
+        size_t n = json_array_size(list);
+        if (!json_is_array(list) || n == 0 || n > MAX_ALERT_BATCH) {
+            verrs_add(&v, "alerts", "must be a list of 1 to %d alerts", MAX_ALERT_BATCH);
+        } else {
+            c->n = n;
+            c->alerts = xcalloc(n, sizeof *c->alerts);
+            for (size_t i = 0; i < n && dbrc == ERR_OK; i++) {
+                char prefix[32];
+                snprintf(prefix, sizeof prefix, "alerts[%zu].", i);
+                validate_alert(db, c->tenant, json_array_get(list, i), prefix, &c->alerts[i], &v,
+                               &dbrc);
+            }
+        }
+    } else {
+        c->n = 1;
+        c->alerts = xcalloc(1, sizeof *c->alerts);
+        validate_alert(db, c->tenant, body, "", &c->alerts[0], &v, &dbrc);
+    }
+    if (dbrc != ERR_OK) {
+        http_problem_err(req, dbrc, NULL);
+        goto fail;
+    }
+    if (verrs_any(&v)) {
+        http_problem_verrs(req, &v);
+        goto fail;
+    }
+    c->ids = xcalloc(c->n, sizeof *c->ids);
+    json_decref(body);
+    verrs_cleanup(&v);
+    http_defer(req, report_run, report_done, c, report_ctx_free, STORE_WAKE_NOTIFY);
+    return;
+fail:
+    report_ctx_free(c);
+    verrs_cleanup(&v);
+    json_decref(body);
+}
+
+/* --- GET /v1/alerts ------------------------------------------------------------------- */
+
+void api_alerts_list(struct http_req *req)
+{
+    int limit;
+    int64_t from = -1, to = -1;
+    const char *cursor;
+    if (!http_query_limit(req, &limit) || !http_query_time(req, "from", &from) ||
+        !http_query_time(req, "to", &to) || !alerting_cursor(req, "alr", &cursor))
+        return;
+    struct db *db = alerting_reader(req);
+    if (!db)
+        return;
+    static const char *const filters[] = {"event",     "category", "connection",
+                                          "entity_id", "task_id",  NULL};
+    const char *vals[8];
+    int nv = 0;
+    struct buf sql = BUF_INIT;
+    const char *issue = http_query(req, "issue_id");
+    if (issue)
+        buf_puts(&sql, "SELECT " ALERT_COLS " FROM issue_alerts ia JOIN alerts a ON a.tenant_id "
+                       "= ia.tenant_id AND a.id = ia.alert_id WHERE ia.tenant_id = ? AND "
+                       "ia.issue_id = ?");
+    else
+        buf_puts(&sql, "SELECT " ALERT_COLS " FROM alerts a WHERE a.tenant_id = ?");
+    for (int i = 0; filters[i]; i++) {
+        const char *q = http_query(req, filters[i]);
+        if (q) {
+            buf_printf(&sql, " AND a.%s = ?", filters[i]);
+            vals[nv++] = q;
+        }
+    }
+    char lo[ID_MAX], hi[ID_MAX];
+    if (from >= 0) {
+        id_floor("alr", from, lo);
+        buf_puts(&sql, " AND a.id >= ?");
+    }
+    if (to >= 0) {
+        id_floor("alr", to, hi);
+        buf_puts(&sql, " AND a.id < ?");
+    }
+    if (cursor)
+        buf_puts(&sql, " AND a.id < ?");
+    buf_puts(&sql, " ORDER BY a.id DESC LIMIT ?");
+    struct db_stmt *st = db_stmt(db, sql.data);
+    int k = 1;
+    db_bind_text(st, k++, req->auth.tenant);
+    if (issue)
+        db_bind_text(st, k++, issue);
+    for (int i = 0; i < nv; i++)
+        db_bind_text(st, k++, vals[i]);
+    if (from >= 0)
+        db_bind_text(st, k++, lo);
+    if (to >= 0)
+        db_bind_text(st, k++, hi);
+    if (cursor)
+        db_bind_text(st, k++, cursor);
+    db_bind_int(st, k, limit + 1);
+    buf_cleanup(&sql);
+    json_t *arr = json_array();
+    enum err rc;
+    while ((rc = db_next(st)) == ERR_OK)
+        json_array_append_new(arr, alerting_alert_json(db, req->auth.tenant, st));
+    alerting_list_answer(req, arr, limit, rc);
+}
+
+/* Renders a task with its alerts; ERR_NOT_FOUND when absent. */
+static enum err task_json(struct db *db, const char *tenant, const char *id, json_t **out)
+{
+    struct db_stmt *st =
+        db_stmt(db, "SELECT id, kind, connection, entity_id, status, started_at, finished_at, "
+                    "details, created_at, updated_at FROM tasks WHERE tenant_id = ? AND id = ?");
+    db_bind_text(st, 1, tenant);
+    db_bind_text(st, 2, id);
+    enum err rc = db_next(st);
+    if (rc != ERR_OK)
+        return rc == ERR_DONE ? ERR_NOT_FOUND : rc;
+    json_t *o = json_object();
+    json_set_str(o, "id", db_col_text(st, 0));
+    json_set_str(o, "kind", db_col_text(st, 1));
+    json_set_str(o, "connection", db_col_text(st, 2));
+    json_set_str(o, "entity_id", db_col_text(st, 3));
+    json_set_str(o, "status", db_col_text(st, 4));
+    json_set_time(o, "started_at", db_col_null(st, 5) ? -1 : db_col_int(st, 5));
+    json_set_time(o, "finished_at", db_col_null(st, 6) ? -1 : db_col_int(st, 6));
+    json_object_set_new(o, "details", parse_details(db_col_text(st, 7)));
+    json_set_time(o, "created_at", db_col_int(st, 8));
+    json_set_time(o, "updated_at", db_col_int(st, 9));
+    json_t *alerts = json_array();
+    st = db_stmt(db, "SELECT " ALERT_COLS " FROM alerts a WHERE a.tenant_id = ? AND a.task_id = "
+                     "? ORDER BY a.id DESC LIMIT 1000");
+    db_bind_text(st, 1, tenant);
+    db_bind_text(st, 2, id);
+    while ((rc = db_next(st)) == ERR_OK)
+        json_array_append_new(alerts, alerting_alert_json(db, tenant, st));
+    json_object_set_new(o, "alerts", alerts);
+    *out = o;
+    return ERR_OK;
+}
+
+void api_alerts_get(struct http_req *req)
+{
+    struct db *db = alerting_reader(req);
+    if (!db)
+        return;
+    struct db_stmt *st =
+        db_stmt(db, "SELECT " ALERT_COLS " FROM alerts a WHERE a.tenant_id = ? AND a.id = ?");
+    db_bind_text(st, 1, req->auth.tenant);
+    db_bind_text(st, 2, http_param(req, 0));
+    enum err rc = db_next(st);
+    if (rc != ERR_OK) {
+        http_problem_err(req, rc == ERR_DONE ? ERR_NOT_FOUND : rc, "no such alert");
+        return;
+    }
+    json_t *o = alerting_alert_json(db, req->auth.tenant, st);
+    const char *task = json_string_value(json_object_get(o, "task_id"));
+    json_t *t = NULL;
+    if (task && task_json(db, req->auth.tenant, task, &t) == ERR_OK)
+        json_object_del(t, "alerts");
+    json_object_set_new(o, "task", t ? t : json_null());
+    json_t *issues = json_array();
+    json_t *ids = json_object_get(o, "issue_ids");
+    size_t i;
+    json_t *e;
+    json_array_foreach(ids, i, e)
+    {
+        json_t *iss;
+        if (alerting_issue_json(db, req->auth.tenant, json_string_value(e), &iss) == ERR_OK)
+            json_array_append_new(issues, iss);
+    }
+    json_object_set_new(o, "issues", issues);
+    http_json(req, 200, o);
+}
+
+/* --- resolve -------------------------------------------------------------------------- */
+
+struct resolve_ctx {
+    char tenant[72];
+    char id[ID_MAX];
+    json_t *answer;
+};
+
+static void resolve_ctx_free(void *p)
+{
+    struct resolve_ctx *c = p;
+    json_decref(c->answer);
+    free(c);
+}
+
+static enum err resolve_run(struct db *db, void *arg)
+{
+    struct resolve_ctx *c = arg;
+    enum err rc = alert_resolve(db, c->tenant, c->id);
+    if (rc != ERR_OK)
+        return rc;
+    struct db_stmt *st =
+        db_stmt(db, "SELECT " ALERT_COLS " FROM alerts a WHERE a.tenant_id = ? AND a.id = ?");
+    db_bind_text(st, 1, c->tenant);
+    db_bind_text(st, 2, c->id);
+    if ((rc = db_next(st)) != ERR_OK)
+        return rc == ERR_DONE ? ERR_NOT_FOUND : rc;
+    c->answer = alerting_alert_json(db, c->tenant, st);
+    return ERR_OK;
+}
+
+static void resolve_done(struct http_req *req)
+{
+    struct resolve_ctx *c = req->ctx;
+    if (req->job.rc != ERR_OK) {
+        http_problem_err(req, req->job.rc, req->job.rc == ERR_NOT_FOUND ? "no such alert" : NULL);
+        return;
+    }
+    http_json(req, 200, c->answer);
+    c->answer = NULL;
+}
+
+void api_alerts_resolve(struct http_req *req)
+{
+    struct resolve_ctx *c = xcalloc(1, sizeof *c);
+    snprintf(c->tenant, sizeof c->tenant, "%s", req->auth.tenant);
+    snprintf(c->id, sizeof c->id, "%s", http_param(req, 0));
+    http_defer(req, resolve_run, resolve_done, c, resolve_ctx_free, STORE_WAKE_NOTIFY);
+}
+
+/* --- tasks ---------------------------------------------------------------------------- */
+
+static const char *const task_statuses[] = {"pending", "running", "succeeded", "failed", NULL};
+
+static bool task_status_valid(const char *s)
+{
+    for (int i = 0; s && task_statuses[i]; i++)
+        if (!strcmp(task_statuses[i], s))
+            return true;
+    return false;
+}
+
+static bool kind_valid(const char *s)
+{
+    size_t n = 0;
+    for (; s[n]; n++)
+        if (!((s[n] >= 'a' && s[n] <= 'z') || (s[n] >= '0' && s[n] <= '9') || s[n] == '_' ||
+              s[n] == '.' || s[n] == '-'))
+            return false;
+    return n >= 1 && n <= 64;
+}
+
+struct task_ctx {
+    char tenant[72];
+    char id[ID_MAX];
+    char *kind, *connection, *entity_id, *status, *details;
+    int64_t started_at, finished_at;
+    bool create;
+    json_t *answer;
+};
+
+static void task_ctx_free(void *p)
+{
+    struct task_ctx *c = p;
+    free(c->kind);
+    free(c->connection);
+    free(c->entity_id);
+    free(c->status);
+    free(c->details);
+    json_decref(c->answer);
+    free(c);
+}
+
+static void bind_time(struct db_stmt *st, int i, int64_t ms)
+{
+    if (ms >= 0)
+        db_bind_int(st, i, ms);
+    else
+        db_bind_null(st, i);
+}
+
+static enum err task_write_run(struct db *db, void *arg)
+{
+    struct task_ctx *c = arg;
+    int64_t now = time_now_ms();
+    enum err rc;
+    if (c->create) {
+        struct db_stmt *st = db_stmt(
+            db, "INSERT INTO tasks (tenant_id, id, kind, connection, entity_id, status, "
+                "started_at, finished_at, details, created_at, updated_at) VALUES (?, ?, ?, ?, "
+                "?, ?, ?, ?, ?, ?, ?)");
+        db_bind_text(st, 1, c->tenant);
+        db_bind_text(st, 2, c->id);
+        db_bind_text(st, 3, c->kind);
+        db_bind_text(st, 4, c->connection);
+        db_bind_text(st, 5, c->entity_id);
+        db_bind_text(st, 6, c->status);
+        bind_time(st, 7, c->started_at);
+        bind_time(st, 8, c->finished_at);
+        db_bind_text(st, 9, c->details);
+        db_bind_int(st, 10, now);
+        db_bind_int(st, 11, now);
+        if ((rc = db_run(st)) != ERR_OK)
+            return rc;
+        if (!strcmp(c->status, "succeeded") &&
+            (rc = alerts_resolve_work(db, c->tenant, c->kind, c->connection, c->entity_id,
+                                      c->id)) != ERR_OK)
+            return rc;
+    } else {
+        struct db_stmt *st = db_stmt(
+            db, "UPDATE tasks SET status = COALESCE(?, status), finished_at = COALESCE(?, "
+                "finished_at), details = COALESCE(?, details), updated_at = ? WHERE tenant_id = "
+                "? AND id = ?");
+        db_bind_text(st, 1, c->status);
+        bind_time(st, 2, c->finished_at);
+        db_bind_text(st, 3, c->details);
+        db_bind_int(st, 4, now);
+        db_bind_text(st, 5, c->tenant);
+        db_bind_text(st, 6, c->id);
+        if ((rc = db_run(st)) != ERR_OK)
+            return rc;
+        if (db_changes(st) == 0)
+            return ERR_NOT_FOUND;
+        if (c->status && !strcmp(c->status, "succeeded") &&
+            (rc = alerts_resolve_task(db, c->tenant, c->id)) != ERR_OK)
+            return rc;
+    }
+    return task_json(db, c->tenant, c->id, &c->answer);
+}
+
+static void task_written(struct http_req *req)
+{
+    struct task_ctx *c = req->ctx;
+    if (req->job.rc != ERR_OK) {
+        http_problem_err(req, req->job.rc, req->job.rc == ERR_NOT_FOUND ? "no such task" : NULL);
+        return;
+    }
+    http_json(req, c->create ? 201 : 200, c->answer);
+    c->answer = NULL;
+}
+
+static void task_write(struct http_req *req, bool create)
+{
+    json_t *body;
+    if (!http_body_json(req, &body))
+        return;
+    struct verrs v;
+    verrs_init(&v);
+    struct task_ctx *c = xcalloc(1, sizeof *c);
+    c->create = create;
+    c->started_at = c->finished_at = -1;
+    snprintf(c->tenant, sizeof c->tenant, "%s", req->auth.tenant);
+    if (create)
+        id_new("tsk", time_now_ms(), c->id);
+    else
+        snprintf(c->id, sizeof c->id, "%s", http_param(req, 0));
+    if (!json_is_object(body)) {
+        verrs_add(&v, "", "the body must be a JSON object");
+    } else {
+        static const char *const cfields[] = {"kind",       "connection",  "entity_id", "status",
+                                              "started_at", "finished_at", "details",   NULL};
+        static const char *const pfields[] = {"status", "finished_at", "details", NULL};
+        json_check_fields(body, create ? cfields : pfields, "", &v);
+        if (create) {
+            const char *kind = json_string_value(json_object_get(body, "kind"));
+            if (!kind || !kind_valid(kind))
+                verrs_add(&v, "kind", "is required: 1-64 characters of a-z, 0-9, '_', '.', '-'");
+            else
+                c->kind = xstrdup(kind);
+            c->connection = xstrdup(opt_string(body, "connection", "", 128, &v));
+            c->entity_id = xstrdup(opt_string(body, "entity_id", "", 256, &v));
+        }
+        json_t *s = json_object_get(body, "status");
+        if ((s || create) && !task_status_valid(json_string_value(s)))
+            verrs_add(&v, "status", "must be one of pending, running, succeeded, failed");
+        else if (s)
+            c->status = xstrdup(json_string_value(s));
+        static const char *const times[] = {"started_at", "finished_at"};
+        int64_t *dst[] = {&c->started_at, &c->finished_at};
+        for (int i = create ? 0 : 1; i < 2; i++) {
+            json_t *t = json_object_get(body, times[i]);
+            if (t && !json_is_null(t) &&
+                (!json_is_string(t) || time_parse(json_string_value(t), dst[i]) != ERR_OK))
+                verrs_add(&v, times[i], "must be an RFC 3339 date-time");
+        }
+        json_t *d = json_object_get(body, "details");
+        if (d && !json_is_null(d)) {
+            char *ds = json_is_object(d) ? json_dump_compact(d) : NULL;
+            if (!ds || strlen(ds) > MAX_DETAILS) {
+                verrs_add(&v, "details", "must be a JSON object of at most 64 KiB");
+                free(ds);
+            } else {
+                c->details = ds;
+            }
+        }
+    }
+    if (verrs_any(&v)) {
+        http_problem_verrs(req, &v);
+        task_ctx_free(c);
+    } else {
+        http_defer(req, task_write_run, task_written, c, task_ctx_free, STORE_WAKE_NOTIFY);
+    }
+    verrs_cleanup(&v);
+    json_decref(body);
+}
+
+void api_tasks_create(struct http_req *req)
+{
+    task_write(req, true);
+}
+
+void api_tasks_patch(struct http_req *req)
+{
+    task_write(req, false);
+}
+
+void api_tasks_get(struct http_req *req)
+{
+    struct db *db = alerting_reader(req);
+    if (!db)
+        return;
+    json_t *o;
+    enum err rc = task_json(db, req->auth.tenant, http_param(req, 0), &o);
+    if (rc != ERR_OK) {
+        http_problem_err(req, rc, rc == ERR_NOT_FOUND ? "no such task" : NULL);
+        return;
+    }
+    http_json(req, 200, o);
+}
+
+void api_tasks_list(struct http_req *req)
+{
+    int limit;
+    const char *cursor;
+    if (!http_query_limit(req, &limit) || !alerting_cursor(req, "tsk", &cursor))
+        return;
+    struct db *db = alerting_reader(req);
+    if (!db)
+        return;
+    const char *conn = http_query(req, "connection"), *kind = http_query(req, "kind"),
+               *status = http_query(req, "status");
+    struct buf sql = BUF_INIT;
+    buf_puts(&sql, "SELECT id FROM tasks WHERE tenant_id = ?");
+    if (conn)
+        buf_puts(&sql, " AND connection = ?");
+    if (kind)
+        buf_puts(&sql, " AND kind = ?");
+    if (status)
+        buf_puts(&sql, " AND status = ?");
+    if (cursor)
+        buf_puts(&sql, " AND id < ?");
+    buf_puts(&sql, " ORDER BY id DESC LIMIT ?");
+    struct db_stmt *st = db_stmt(db, sql.data);
+    buf_cleanup(&sql);
+    int k = 1;
+    db_bind_text(st, k++, req->auth.tenant);
+    if (conn)
+        db_bind_text(st, k++, conn);
+    if (kind)
+        db_bind_text(st, k++, kind);
+    if (status)
+        db_bind_text(st, k++, status);
+    if (cursor)
+        db_bind_text(st, k++, cursor);
+    db_bind_int(st, k, limit + 1);
+    json_t *ids = json_array();
+    enum err rc;
+    while ((rc = db_next(st)) == ERR_OK)
+        json_array_append_new(ids, json_string(db_col_text(st, 0)));
+    json_t *arr = json_array();
+    size_t i;
+    json_t *e;
+    json_array_foreach(ids, i, e)
+    {
+        json_t *t;
+        if (task_json(db, req->auth.tenant, json_string_value(e), &t) == ERR_OK)
+            json_array_append_new(arr, t);
+    }
+    json_decref(ids);
+    alerting_list_answer(req, arr, limit, rc);
+}
+
+/* --- console helpers ------------------------------------------------------------------ */
+
+void api_failure_types(struct http_req *req)
+{
+    json_t *arr = json_array();
+    char cat[72];
+    for (const struct catalog_type *t = catalog_failures; t->name; t++) {
+        catalog_entity(t->name, cat, sizeof cat);
+        json_array_append_new(arr, json_pack("{s:s,s:s,s:s}", "name", t->name, "category", cat,
+                                             "description", t->description));
+    }
+    http_json(req, 200, json_pack("{s:o,s:n}", "data", arr, "next_cursor"));
+}
+
+void api_connections(struct http_req *req)
+{
+    struct db *db = alerting_reader(req);
+    if (!db)
+        return;
+    struct db_stmt *st = db_stmt(
+        db, "SELECT connection, COUNT(*), MAX(created_at) FROM alerts WHERE tenant_id = ? AND "
+            "connection IS NOT NULL GROUP BY connection ORDER BY connection");
+    db_bind_text(st, 1, req->auth.tenant);
+    json_t *arr = json_array();
+    enum err rc;
+    while ((rc = db_next(st)) == ERR_OK) {
+        json_t *o = json_pack("{s:s,s:I}", "connection", db_col_text(st, 0), "alert_count",
+                              (json_int_t)db_col_int(st, 1));
+        json_set_time(o, "last_alert_at", db_col_int(st, 2));
+        json_array_append_new(arr, o);
+    }
+    if (rc != ERR_DONE) {
+        json_decref(arr);
+        http_problem_err(req, rc, NULL);
+        return;
+    }
+    size_t i;
+    json_t *o;
+    json_array_foreach(arr, i, o)
+    {
+        st = db_stmt(db, "SELECT COUNT(DISTINCT i.id) FROM issues i JOIN issue_alerts ia ON "
+                         "ia.tenant_id = i.tenant_id AND ia.issue_id = i.id JOIN alerts a ON "
+                         "a.tenant_id = ia.tenant_id AND a.id = ia.alert_id WHERE i.tenant_id = ? "
+                         "AND i.status IN ('open', 'acknowledged') AND a.connection = ?");
+        db_bind_text(st, 1, req->auth.tenant);
+        db_bind_text(st, 2, json_string_value(json_object_get(o, "connection")));
+        json_object_set_new(o, "open_issue_count",
+                            json_integer(db_next(st) == ERR_OK ? db_col_int(st, 0) : 0));
+    }
+    http_json(req, 200, json_pack("{s:o,s:n}", "data", arr, "next_cursor"));
+}
+
+/* Adds the counts of one grouped query to buckets (an object keyed by bucket start). */
+static enum err stats_fill(struct db *db, const char *sql, const char *tenant, int64_t from,
+                           int64_t to, int64_t step, json_t *buckets, const char *field,
+                           const char *sub)
+{
+    struct db_stmt *st = db_stmt(db, sql);
+    db_bind_int(st, 1, step);
+    db_bind_text(st, 2, tenant);
+    db_bind_int(st, 3, from);
+    db_bind_int(st, 4, to);
+    enum err rc;
+    while ((rc = db_next(st)) == ERR_OK) {
+        char key[32];
+        snprintf(key, sizeof key, "%lld", (long long)db_col_int(st, 0));
+        json_t *b = json_object_get(buckets, key);
+        if (!b)
+            continue;
+        if (sub) {
+            const char *state = db_col_text(st, 2);
+            json_t *d = json_object_get(b, field);
+            if (state && json_object_get(d, state))
+                json_object_set_new(d, state, json_integer(db_col_int(st, 1)));
+        } else {
+            json_object_set_new(b, field, json_integer(db_col_int(st, 1)));
+        }
+    }
+    return rc == ERR_DONE ? ERR_OK : rc;
+}
+
+void api_stats(struct http_req *req)
+{
+    int64_t now = time_now_ms();
+    const char *bucket = http_query(req, "bucket");
+    if (bucket && strcmp(bucket, "1m") && strcmp(bucket, "1h")) {
+        json_t *e = json_pack("[{s:s,s:s}]", "field", "bucket", "message", "must be 1m or 1h");
+        http_problem(req, 400, "bucket must be 1m or 1h", e);
+        return;
+    }
+    int64_t step = bucket && !strcmp(bucket, "1h") ? 3600000 : 60000;
+    int64_t to = now, from = -1;
+    if (!http_query_time(req, "from", &from) || !http_query_time(req, "to", &to))
+        return;
+    if (from < 0)
+        from = to - step * 60;
+    from -= from % step;
+    if (to <= from || (to - from) / step > 1500) {
+        json_t *e = json_pack("[{s:s,s:s}]", "field", "from", "message",
+                              "the range must be positive and hold at most 1500 buckets");
+        http_problem(req, 400, "the range must be positive and hold at most 1500 buckets", e);
+        return;
+    }
+    struct db *db = alerting_reader(req);
+    if (!db)
+        return;
+    json_t *byk = json_object(), *arr = json_array();
+    for (int64_t t = from; t < to; t += step) {
+        json_t *b = json_pack("{s:{s:i,s:i,s:i},s:i,s:i}", "deliveries", "succeeded", 0, "failed",
+                              0, "rejected", 0, "alerts", 0, "events", 0);
+        json_set_time(b, "at", t);
+        char key[32];
+        snprintf(key, sizeof key, "%lld", (long long)(t / step));
+        json_object_set(byk, key, b);
+        json_array_append_new(arr, b);
+    }
+    enum err rc = stats_fill(db,
+                             "SELECT created_at / ?, COUNT(*) FROM alerts WHERE "
+                             "tenant_id = ? AND created_at >= ? AND created_at < ? GROUP BY 1",
+                             req->auth.tenant, from, to, step, byk, "alerts", NULL);
+    if (rc == ERR_OK)
+        rc = stats_fill(db,
+                        "SELECT published_at / ?, COUNT(*) FROM events WHERE "
+                        "tenant_id = ? AND published_at >= ? AND published_at < ? GROUP BY 1",
+                        req->auth.tenant, from, to, step, byk, "events", NULL);
+    if (rc == ERR_OK)
+        rc = stats_fill(db,
+                        "SELECT finished_at / ?, COUNT(*), state FROM deliveries WHERE "
+                        "tenant_id = ? AND finished_at >= ? AND finished_at < ? AND state "
+                        "IN ('succeeded', 'failed', 'rejected') GROUP BY 1, 3",
+                        req->auth.tenant, from, to, step, byk, "deliveries", "state");
+    json_decref(byk);
+    if (rc != ERR_OK) {
+        json_decref(arr);
+        http_problem_err(req, rc, NULL);
+        return;
+    }
+    int64_t oldest = -1;
+    struct db_stmt *st = db_stmt(
+        db, "SELECT MIN(created_at) FROM deliveries WHERE tenant_id = ? AND state IN ('waiting', "
+            "'held', 'pending', 'in_flight')");
+    db_bind_text(st, 1, req->auth.tenant);
+    if (db_next(st) == ERR_OK && !db_col_null(st, 0))
+        oldest = db_col_int(st, 0);
+    json_t *o = json_pack("{s:o}", "buckets", arr);
+    json_set_time(o, "oldest_pending_at", oldest);
+    http_json(req, 200, o);
+}

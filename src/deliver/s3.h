@@ -1,0 +1,50 @@
+/* S3 targets (DESIGN.md "Event Stream semantics", API.md "S3 objects").
+ *
+ * s3_target.c: validation of an integration's S3 target, rendering with the secret masked,
+ * request URLs (virtual-hosted or path-style) and the probe object (HTTP threads).
+ * s3_batch.c: the batch rows on the database: append, close (fixing the object key),
+ * claim with a lease, outcomes (writer thread, inside transactions).
+ * s3.c: the engine thread: builds each closed batch's JSON Lines spool file in the data
+ * dir, uploads it with SigV4 (single PUT, or multipart above 16 MiB) on a curl multi
+ * handle, and hands outcomes back to the writer. */
+#ifndef SLUICE_DELIVER_S3_H
+#define SLUICE_DELIVER_S3_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/config.h"
+#include "core/err.h"
+#include "core/json.h"
+#include "store/db.h"
+#include "stream/integrations.h"
+
+/* Objects above this size go up as multipart uploads. */
+#define S3_MULTIPART_THRESHOLD (16 * 1024 * 1024)
+
+/* Validates an S3 target object t (create, or PATCH with old = the stored target) and
+ * writes the stored form (secret sealed, with a hint for masking) to *out (malloc'd, caller
+ * frees). Problems go to v. HTTP threads. */
+void s3_target_parse(json_t *t, json_t *old, bool allow_private, struct verrs *v, char **out);
+/* Replaces the sealed secret of a stored target object with its mask ("****wxyz"). */
+void s3_target_mask(json_t *t);
+
+/* Puts the probe object <key_prefix>_sluice_probe with the stored target (JSON text, secret
+ * sealed) now, blocking (bounded by timeout_ms). Returns {"ok", "status", "latency_ms",
+ * "error", "code", "message", "key"} (caller decrefs). Any thread. */
+json_t *s3_probe(const char *target, bool allow_private, int64_t timeout_ms);
+
+/* Adds "open_batch" and "last_object" of an S3 integration to its JSON (read from db). */
+void s3_integration_json(struct db *db, const struct integration *in, json_t *o);
+
+/* The engine (role s3). */
+enum err s3_start(const struct config *cfg);
+/* Stops the engine: aborts uploads in flight (their leases are released). Main thread. */
+void s3_stop(void);
+/* New deliveries may have been routed (store wake bit STORE_WAKE_S3). Any thread. */
+void s3_wake(void);
+/* An integration changed: reload the engine's view now. Any thread. */
+void s3_config_changed(void);
+
+#endif
