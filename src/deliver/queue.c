@@ -384,8 +384,9 @@ enum err queue_resume(struct db *db, const char *tenant, const char *integration
 enum err queue_release_leases(struct db *db, bool all, int64_t *n)
 {
     struct db_stmt *st =
+        /* S3 batch members are in_flight without a lease: their batch owns them. */
         all ? db_stmt(db, "UPDATE deliveries SET state = 'pending', lease_owner = NULL, "
-                          "lease_until = NULL WHERE state = 'in_flight'")
+                          "lease_until = NULL WHERE state = 'in_flight' AND batch_id IS NULL")
             : db_stmt(db, "UPDATE deliveries SET state = 'pending', lease_owner = NULL, "
                           "lease_until = NULL WHERE state = 'in_flight' AND lease_until < ?");
     if (!all)

@@ -681,7 +681,7 @@ static enum err release_mine(struct db *db, void *arg)
     (void)arg;
     struct db_stmt *st = db_stmt(db, "UPDATE deliveries SET state = 'pending', lease_owner = "
                                      "NULL, lease_until = NULL WHERE state = 'in_flight' AND "
-                                     "lease_owner = ?");
+                                     "lease_owner = ? AND batch_id IS NULL");
     db_bind_text(st, 1, g.cfg->node_id);
     return db_run(st);
 }
