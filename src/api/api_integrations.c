@@ -425,6 +425,19 @@ static enum err delete_run(struct db *db, void *arg)
     enum err rc = db_run(st);
     if (rc != ERR_OK)
         return rc;
+    /* S3: the batches and their attempts go with the integration. */
+    st = db_stmt(db, "DELETE FROM s3_batch_attempts WHERE tenant_id = ? AND batch_id IN (SELECT "
+                     "id FROM s3_batches WHERE tenant_id = ? AND integration_id = ?)");
+    db_bind_text(st, 1, c->tenant);
+    db_bind_text(st, 2, c->tenant);
+    db_bind_text(st, 3, c->id);
+    if ((rc = db_run(st)) != ERR_OK)
+        return rc;
+    st = db_stmt(db, "DELETE FROM s3_batches WHERE tenant_id = ? AND integration_id = ?");
+    db_bind_text(st, 1, c->tenant);
+    db_bind_text(st, 2, c->id);
+    if ((rc = db_run(st)) != ERR_OK)
+        return rc;
     st = db_stmt(db, "DELETE FROM deliveries WHERE tenant_id = ? AND integration_id = ?");
     db_bind_text(st, 1, c->tenant);
     db_bind_text(st, 2, c->id);
