@@ -56,6 +56,14 @@ static enum err release_all_leases(struct db *db, void *arg)
 
 static int serve(int argc, char **argv)
 {
+    /* Signals are taken by sigwait() on this thread only: block them before anything else,
+     * so a SIGTERM during start-up is handled as a graceful stop once running. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
     struct config cfg;
     int prc = config_parse(&cfg, argc, argv, stdout, stderr);
     if (prc != 0) {
@@ -69,14 +77,6 @@ static int serve(int argc, char **argv)
         return 2;
     }
     time_set_scale(cfg.time_scale);
-
-    /* Signals are taken by sigwait() on this thread only: block them before threads start. */
-    sigset_t sigs;
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGTERM);
-    sigaddset(&sigs, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-    signal(SIGPIPE, SIG_IGN);
 
     char err[512] = "";
     int code = 1;

@@ -458,9 +458,10 @@ void http_stop(void)
 {
     if (!g.daemon)
         return;
-    MHD_socket s = MHD_quiesce_daemon(g.daemon);
-    if (s != MHD_INVALID_SOCKET)
-        close(s);
+    /* The listen socket is ours to close, but only once the daemon has stopped: its pool
+     * threads may still be taking it out of their epoll sets (closing it first makes that
+     * fail, and libmicrohttpd aborts). */
+    MHD_socket listen_fd = MHD_quiesce_daemon(g.daemon);
     /* Let every suspended request get its commit and be resumed. */
     pthread_mutex_lock(&g.lock);
     while (atomic_load(&g.deferred) > 0)
@@ -476,6 +477,8 @@ void http_stop(void)
     }
     MHD_stop_daemon(g.daemon);
     g.daemon = NULL;
+    if (listen_fd != MHD_INVALID_SOCKET)
+        close(listen_fd);
     for (int i = 0; i < g.nroutes; i++)
         for (int c = 0; c < 4; c++)
             free(g.rm[i].labels[c]);
