@@ -324,7 +324,7 @@ enum err policy_load(struct db *db, const char *tenant, const char *id, struct p
     out->name = xstrdup(db_col_text(st, 0));
     out->enabled = db_col_int(st, 1) != 0;
     out->group_by = parse_or_array(db_col_text(st, 2));
-    out->auto_close_ms = db_col_null(st, 3) ? -1 : db_col_int(st, 3);
+    out->auto_close_ms = db_col_opt_int(st, 3);
     out->close_on_recovery = db_col_int(st, 4) != 0;
     out->notify_on = parse_or_array(db_col_text(st, 5));
     out->created_at = db_col_int(st, 6);
@@ -618,7 +618,7 @@ static enum err index_load(struct db *db, struct policy_index *ix)
         json_t *g = parse_or_array(db_col_text(st, 3));
         r->group_by = group_mask(g);
         json_decref(g);
-        r->auto_close_ms = db_col_null(st, 4) ? -1 : db_col_int(st, 4);
+        r->auto_close_ms = db_col_opt_int(st, 4);
         r->close_on_recovery = db_col_int(st, 5) != 0;
         json_t *n = parse_or_array(db_col_text(st, 6));
         r->notify_opened = json_list_has(n, "opened");

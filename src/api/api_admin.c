@@ -95,11 +95,9 @@ void api_tenants_list(struct http_req *req)
     if (!http_query_limit(req, &limit))
         return;
     const char *cursor = http_query(req, "cursor");
-    struct db *db = store_reader();
-    if (!db) {
-        http_problem_err(req, ERR_STORAGE, NULL);
+    struct db *db = http_reader(req);
+    if (!db)
         return;
-    }
     struct db_stmt *st =
         cursor ? db_stmt(db, "SELECT id, name, created_at FROM tenants WHERE id > ? "
                              "ORDER BY id LIMIT ?")
@@ -270,11 +268,9 @@ out:
 
 void api_keys_list(struct http_req *req)
 {
-    struct db *db = store_reader();
-    if (!db) {
-        http_problem_err(req, ERR_STORAGE, NULL);
+    struct db *db = http_reader(req);
+    if (!db)
         return;
-    }
     const char *tenant = http_param(req, 0);
     enum err rc = tenant_exists(db, tenant);
     if (rc != ERR_OK) {

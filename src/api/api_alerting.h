@@ -5,10 +5,6 @@
 
 #include "http/http.h"
 
-/* The thread's read connection, or NULL after answering 503. */
-struct db *alerting_reader(struct http_req *req);
-/* "key:<name>" of the request's key. */
-void alerting_actor(const struct http_req *req, char *out, size_t n);
 /* Reads ?cursor= (an id with prefix); answers 400 and returns false when invalid. */
 bool alerting_cursor(struct http_req *req, const char *prefix, const char **cursor);
 /* Answers {"data", "next_cursor"} from up to limit+1 rows of arr (stolen), or the error. */

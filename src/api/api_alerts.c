@@ -19,19 +19,6 @@
 
 /* --- shared helpers (api_alerting.h) ---------------------------------------------------- */
 
-struct db *alerting_reader(struct http_req *req)
-{
-    struct db *db = store_reader();
-    if (!db)
-        http_problem_err(req, ERR_STORAGE, NULL);
-    return db;
-}
-
-void alerting_actor(const struct http_req *req, char *out, size_t n)
-{
-    snprintf(out, n, "key:%s", req->auth.key_name);
-}
-
 bool alerting_cursor(struct http_req *req, const char *prefix, const char **cursor)
 {
     *cursor = http_query(req, "cursor");
@@ -83,7 +70,7 @@ json_t *alerting_alert_json(struct db *db, const char *tenant, struct db_stmt *s
     json_object_set_new(o, "details", parse_details(db_col_text(st, 7)));
     json_set_time(o, "occurred_at", db_col_int(st, 8));
     json_set_time(o, "created_at", db_col_int(st, 9));
-    json_set_time(o, "resolved_at", db_col_null(st, 10) ? -1 : db_col_int(st, 10));
+    json_set_time(o, "resolved_at", db_col_opt_int(st, 10));
     json_t *ids = json_array();
     struct db_stmt *q = db_stmt(db, "SELECT issue_id FROM issue_alerts WHERE tenant_id = ? AND "
                                     "alert_id = ? ORDER BY issue_id");
@@ -228,7 +215,7 @@ void api_alerts_report(struct http_req *req)
     struct report_ctx *c = xcalloc(1, sizeof *c);
     snprintf(c->tenant, sizeof c->tenant, "%s", req->auth.tenant);
     enum err dbrc = ERR_OK;
-    struct db *db = alerting_reader(req);
+    struct db *db = http_reader(req);
     if (!db)
         goto fail;
     if (!json_is_object(body)) {
@@ -284,7 +271,7 @@ void api_alerts_list(struct http_req *req)
     if (!http_query_limit(req, &limit) || !http_query_time(req, "from", &from) ||
         !http_query_time(req, "to", &to) || !alerting_cursor(req, "alr", &cursor))
         return;
-    struct db *db = alerting_reader(req);
+    struct db *db = http_reader(req);
     if (!db)
         return;
     static const char *const filters[] = {"event",     "category", "connection",
@@ -357,8 +344,8 @@ static enum err task_json(struct db *db, const char *tenant, const char *id, jso
     json_set_str(o, "connection", db_col_text(st, 2));
     json_set_str(o, "entity_id", db_col_text(st, 3));
     json_set_str(o, "status", db_col_text(st, 4));
-    json_set_time(o, "started_at", db_col_null(st, 5) ? -1 : db_col_int(st, 5));
-    json_set_time(o, "finished_at", db_col_null(st, 6) ? -1 : db_col_int(st, 6));
+    json_set_time(o, "started_at", db_col_opt_int(st, 5));
+    json_set_time(o, "finished_at", db_col_opt_int(st, 6));
     json_object_set_new(o, "details", parse_details(db_col_text(st, 7)));
     json_set_time(o, "created_at", db_col_int(st, 8));
     json_set_time(o, "updated_at", db_col_int(st, 9));
@@ -376,7 +363,7 @@ static enum err task_json(struct db *db, const char *tenant, const char *id, jso
 
 void api_alerts_get(struct http_req *req)
 {
-    struct db *db = alerting_reader(req);
+    struct db *db = http_reader(req);
     if (!db)
         return;
     struct db_stmt *st =
@@ -501,14 +488,6 @@ static void task_ctx_free(void *p)
     free(c);
 }
 
-static void bind_time(struct db_stmt *st, int i, int64_t ms)
-{
-    if (ms >= 0)
-        db_bind_int(st, i, ms);
-    else
-        db_bind_null(st, i);
-}
-
 static enum err task_write_run(struct db *db, void *arg)
 {
     struct task_ctx *c = arg;
@@ -525,8 +504,8 @@ static enum err task_write_run(struct db *db, void *arg)
         db_bind_text(st, 4, c->connection);
         db_bind_text(st, 5, c->entity_id);
         db_bind_text(st, 6, c->status);
-        bind_time(st, 7, c->started_at);
-        bind_time(st, 8, c->finished_at);
+        db_bind_opt_int(st, 7, c->started_at);
+        db_bind_opt_int(st, 8, c->finished_at);
         db_bind_text(st, 9, c->details);
         db_bind_int(st, 10, now);
         db_bind_int(st, 11, now);
@@ -542,7 +521,7 @@ static enum err task_write_run(struct db *db, void *arg)
                 "finished_at), details = COALESCE(?, details), updated_at = ? WHERE tenant_id = "
                 "? AND id = ?");
         db_bind_text(st, 1, c->status);
-        bind_time(st, 2, c->finished_at);
+        db_bind_opt_int(st, 2, c->finished_at);
         db_bind_text(st, 3, c->details);
         db_bind_int(st, 4, now);
         db_bind_text(st, 5, c->tenant);
@@ -646,7 +625,7 @@ void api_tasks_patch(struct http_req *req)
 
 void api_tasks_get(struct http_req *req)
 {
-    struct db *db = alerting_reader(req);
+    struct db *db = http_reader(req);
     if (!db)
         return;
     json_t *o;
@@ -664,7 +643,7 @@ void api_tasks_list(struct http_req *req)
     const char *cursor;
     if (!http_query_limit(req, &limit) || !alerting_cursor(req, "tsk", &cursor))
         return;
-    struct db *db = alerting_reader(req);
+    struct db *db = http_reader(req);
     if (!db)
         return;
     const char *conn = http_query(req, "connection"), *kind = http_query(req, "kind"),
@@ -726,7 +705,7 @@ void api_failure_types(struct http_req *req)
 
 void api_connections(struct http_req *req)
 {
-    struct db *db = alerting_reader(req);
+    struct db *db = http_reader(req);
     if (!db)
         return;
     struct db_stmt *st = db_stmt(
@@ -813,7 +792,7 @@ void api_stats(struct http_req *req)
         http_problem(req, 400, "the range must be positive and hold at most 1500 buckets", e);
         return;
     }
-    struct db *db = alerting_reader(req);
+    struct db *db = http_reader(req);
     if (!db)
         return;
     json_t *byk = json_object(), *arr = json_array();

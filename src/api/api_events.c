@@ -44,10 +44,9 @@ void api_event_types_list(struct http_req *req)
         json_array_append_new(arr, json_pack("{s:s,s:s,s:s,s:b}", "name", t->name, "entity", entity,
                                              "description", t->description, "builtin", 1));
     }
-    struct db *db = store_reader();
+    struct db *db = http_reader(req);
     if (!db) {
         json_decref(arr);
-        http_problem_err(req, ERR_STORAGE, NULL);
         return;
     }
     struct db_stmt *st = db_stmt(db, "SELECT name, entity, description FROM event_types "
@@ -289,11 +288,9 @@ void api_events_publish(struct http_req *req)
     struct publish_ctx *c = xcalloc(1, sizeof *c);
     snprintf(c->tenant, sizeof c->tenant, "%s", req->auth.tenant);
     enum err dbrc = ERR_OK;
-    struct db *db = store_reader();
-    if (!db) {
-        http_problem_err(req, ERR_STORAGE, NULL);
+    struct db *db = http_reader(req);
+    if (!db)
         goto fail;
-    }
     if (!json_is_object(body)) {
         verrs_add(&v, "", "the body must be an event object or {\"events\": [...]}");
     } else if (json_object_get(body, "events")) {
@@ -364,11 +361,9 @@ void api_events_list(struct http_req *req)
         http_problem(req, 400, "cursor is not a cursor this server returned", e);
         return;
     }
-    struct db *db = store_reader();
-    if (!db) {
-        http_problem_err(req, ERR_STORAGE, NULL);
+    struct db *db = http_reader(req);
+    if (!db)
         return;
-    }
     json_t *arr;
     char *next;
     enum err rc = store_events_list(db, req->auth.tenant, &f, &arr, &next);
@@ -384,11 +379,9 @@ void api_events_list(struct http_req *req)
 
 void api_events_get(struct http_req *req)
 {
-    struct db *db = store_reader();
-    if (!db) {
-        http_problem_err(req, ERR_STORAGE, NULL);
+    struct db *db = http_reader(req);
+    if (!db)
         return;
-    }
     json_t *ev;
     enum err rc = store_event_get(db, req->auth.tenant, http_param(req, 0), &ev);
     if (rc != ERR_OK) {

@@ -14,19 +14,6 @@
 #include "stream/integrations.h"
 #include "stream/routing.h"
 
-static void actor_of(const struct http_req *req, char *out, size_t n)
-{
-    snprintf(out, n, "key:%s", req->auth.key_name);
-}
-
-static struct db *reader_or_503(struct http_req *req)
-{
-    struct db *db = store_reader();
-    if (!db)
-        http_problem_err(req, ERR_STORAGE, NULL);
-    return db;
-}
-
 /* Loads the integration named in the path; answers 404/503 and returns false on failure. */
 static bool load_path_integration(struct http_req *req, struct db *db, struct integration *in)
 {
@@ -144,7 +131,7 @@ static void integ_write(struct http_req *req, bool create)
     json_t *body;
     if (!http_body_json(req, &body))
         return;
-    struct db *db = reader_or_503(req);
+    struct db *db = http_reader(req);
     if (!db) {
         json_decref(body);
         return;
@@ -156,7 +143,7 @@ static void integ_write(struct http_req *req, bool create)
     }
     struct integ_ctx *c = xcalloc(1, sizeof *c);
     c->create = create;
-    actor_of(req, c->actor, sizeof c->actor);
+    http_actor(req, c->actor, sizeof c->actor);
     struct verrs v;
     verrs_init(&v);
     enum err rc =
@@ -195,7 +182,7 @@ void api_integrations_patch(struct http_req *req)
 
 void api_integrations_get(struct http_req *req)
 {
-    struct db *db = reader_or_503(req);
+    struct db *db = http_reader(req);
     struct integration in;
     if (!db || !load_path_integration(req, db, &in))
         return;
@@ -212,7 +199,7 @@ void api_integrations_list(struct http_req *req)
         http_problem(req, 400, "state must be active, paused or stopped", e);
         return;
     }
-    struct db *db = reader_or_503(req);
+    struct db *db = http_reader(req);
     if (!db)
         return;
     struct db_stmt *st =
@@ -339,7 +326,7 @@ static struct state_ctx *state_ctx_new(struct http_req *req)
     struct state_ctx *c = xcalloc(1, sizeof *c);
     snprintf(c->tenant, sizeof c->tenant, "%s", req->auth.tenant);
     snprintf(c->id, sizeof c->id, "%s", http_param(req, 0));
-    snprintf(c->actor, sizeof c->actor, "key:%s", req->auth.key_name);
+    http_actor(req, c->actor, sizeof c->actor);
     snprintf(c->by, sizeof c->by, "key %s", req->auth.key_name);
     return c;
 }
@@ -475,7 +462,7 @@ void api_integrations_delete(struct http_req *req)
 
 void api_integrations_test(struct http_req *req)
 {
-    struct db *db = reader_or_503(req);
+    struct db *db = http_reader(req);
     struct integration in;
     if (!db || !load_path_integration(req, db, &in))
         return;
@@ -531,7 +518,7 @@ void api_integrations_events(struct http_req *req)
             return;
         }
     }
-    struct db *db = reader_or_503(req);
+    struct db *db = http_reader(req);
     struct integration in;
     if (!db || !load_path_integration(req, db, &in))
         return;
@@ -588,7 +575,7 @@ void api_integrations_events(struct http_req *req)
         json_object_set_new(o, "status", json_string(status_of_state(db_col_text(st, 3))));
         json_object_set_new(o, "state", json_string(db_col_text(st, 3)));
         json_object_set_new(o, "attempts", json_integer(db_col_int(st, 4)));
-        json_set_time(o, "attempted_at", db_col_null(st, 5) ? -1 : db_col_int(st, 5));
+        json_set_time(o, "attempted_at", db_col_opt_int(st, 5));
         json_object_set_new(o, "response_status",
                             db_col_null(st, 6) ? json_null() : json_integer(db_col_int(st, 6)));
         json_set_str(o, "error", db_col_text(st, 7));
@@ -602,7 +589,7 @@ void api_integrations_events(struct http_req *req)
 
 void api_integrations_attempts(struct http_req *req)
 {
-    struct db *db = reader_or_503(req);
+    struct db *db = http_reader(req);
     struct integration in;
     if (!db || !load_path_integration(req, db, &in))
         return;
@@ -638,7 +625,7 @@ void api_integrations_rejected(struct http_req *req)
     if (!http_query_limit(req, &limit) || !http_query_time(req, "from", &from) ||
         !http_query_time(req, "to", &to))
         return;
-    struct db *db = reader_or_503(req);
+    struct db *db = http_reader(req);
     struct integration in;
     if (!db || !load_path_integration(req, db, &in))
         return;
@@ -675,7 +662,7 @@ void api_integrations_rejected(struct http_req *req)
 
 void api_integrations_logs(struct http_req *req)
 {
-    struct db *db = reader_or_503(req);
+    struct db *db = http_reader(req);
     struct integration in;
     if (!db || !load_path_integration(req, db, &in))
         return;

@@ -33,8 +33,8 @@ static json_t *issue_row(struct db_stmt *st)
     json_object_set_new(o, "alert_count", json_integer(db_col_int(st, 5)));
     json_set_time(o, "opened_at", db_col_int(st, 6));
     json_set_time(o, "last_alert_at", db_col_int(st, 7));
-    json_set_time(o, "acknowledged_at", db_col_null(st, 8) ? -1 : db_col_int(st, 8));
-    json_set_time(o, "closed_at", db_col_null(st, 9) ? -1 : db_col_int(st, 9));
+    json_set_time(o, "acknowledged_at", db_col_opt_int(st, 8));
+    json_set_time(o, "closed_at", db_col_opt_int(st, 9));
     json_set_str(o, "close_reason", db_col_text(st, 10));
     json_set_str(o, "previous_issue_id", db_col_text(st, 11));
     return o;
@@ -96,7 +96,7 @@ static void pol_write(struct http_req *req, int mode)
     json_t *body;
     if (!http_body_json(req, &body))
         return;
-    struct db *db = alerting_reader(req);
+    struct db *db = http_reader(req);
     if (!db) {
         json_decref(body);
         return;
@@ -148,7 +148,7 @@ void api_policies_append_events(struct http_req *req)
 
 void api_policies_get(struct http_req *req)
 {
-    struct db *db = alerting_reader(req);
+    struct db *db = http_reader(req);
     if (!db)
         return;
     struct policy p;
@@ -167,7 +167,7 @@ void api_policies_list(struct http_req *req)
     const char *cursor;
     if (!http_query_limit(req, &limit) || !alerting_cursor(req, "pol", &cursor))
         return;
-    struct db *db = alerting_reader(req);
+    struct db *db = http_reader(req);
     if (!db)
         return;
     struct db_stmt *st =
@@ -272,7 +272,7 @@ static void chn_write(struct http_req *req, bool update)
         return;
     struct channel existing;
     if (update) {
-        struct db *db = alerting_reader(req);
+        struct db *db = http_reader(req);
         if (!db) {
             json_decref(body);
             return;
@@ -313,7 +313,7 @@ void api_channels_patch(struct http_req *req)
 
 void api_channels_get(struct http_req *req)
 {
-    struct db *db = alerting_reader(req);
+    struct db *db = http_reader(req);
     if (!db)
         return;
     struct channel c;
@@ -332,7 +332,7 @@ void api_channels_list(struct http_req *req)
     const char *cursor;
     if (!http_query_limit(req, &limit) || !alerting_cursor(req, "chn", &cursor))
         return;
-    struct db *db = alerting_reader(req);
+    struct db *db = http_reader(req);
     if (!db)
         return;
     struct db_stmt *st =
@@ -382,7 +382,7 @@ void api_channels_delete(struct http_req *req)
 
 void api_channels_test(struct http_req *req)
 {
-    struct db *db = alerting_reader(req);
+    struct db *db = http_reader(req);
     if (!db)
         return;
     struct channel c;
@@ -430,7 +430,7 @@ void api_issues_list(struct http_req *req)
         http_problem(req, 400, "status must be open, acknowledged or closed", e);
         return;
     }
-    struct db *db = alerting_reader(req);
+    struct db *db = http_reader(req);
     if (!db)
         return;
     const char *policy = http_query(req, "policy_id"), *conn = http_query(req, "connection");
@@ -482,7 +482,7 @@ void api_issues_list(struct http_req *req)
 
 void api_issues_get(struct http_req *req)
 {
-    struct db *db = alerting_reader(req);
+    struct db *db = http_reader(req);
     if (!db)
         return;
     json_t *o;
@@ -513,7 +513,7 @@ void api_issues_alerts(struct http_req *req)
     const char *cursor;
     if (!http_query_limit(req, &limit) || !alerting_cursor(req, "alr", &cursor))
         return;
-    struct db *db = alerting_reader(req);
+    struct db *db = http_reader(req);
     if (!db || !issue_exists(req, db))
         return;
     struct db_stmt *st = db_stmt(
@@ -546,7 +546,7 @@ void api_issues_timeline(struct http_req *req)
     const char *cursor;
     if (!http_query_limit(req, &limit) || !alerting_cursor(req, "itl", &cursor))
         return;
-    struct db *db = alerting_reader(req);
+    struct db *db = http_reader(req);
     if (!db || !issue_exists(req, db))
         return;
     struct db_stmt *st =
@@ -645,7 +645,7 @@ static void issue_act(struct http_req *req, enum issue_action act)
     c->act = act;
     snprintf(c->tenant, sizeof c->tenant, "%s", req->auth.tenant);
     snprintf(c->id, sizeof c->id, "%s", http_param(req, 0));
-    alerting_actor(req, c->actor, sizeof c->actor);
+    http_actor(req, c->actor, sizeof c->actor);
     if (req->body.len > 0 || act == ACT_COMMENT) {
         if (!http_body_json(req, &body)) {
             act_ctx_free(c);
@@ -717,7 +717,7 @@ void api_notifications_list(struct http_req *req)
         http_problem(req, 400, "status must be pending, sending, sent or failed", e);
         return;
     }
-    struct db *db = alerting_reader(req);
+    struct db *db = http_reader(req);
     if (!db)
         return;
     const char *channel = http_query(req, "channel_id");
@@ -756,7 +756,7 @@ void api_notifications_list(struct http_req *req)
         json_t *rj = r ? json_loads(r, 0, NULL) : NULL;
         json_object_set_new(o, "recipients", rj ? rj : json_array());
         json_set_str(o, "subject", db_col_text(st, 5));
-        json_set_time(o, "sent_at", db_col_null(st, 6) ? -1 : db_col_int(st, 6));
+        json_set_time(o, "sent_at", db_col_opt_int(st, 6));
         json_set_time(o, "due_at", db_col_int(st, 7));
         json_set_str(o, "last_error", db_col_text(st, 8));
         json_set_time(o, "created_at", db_col_int(st, 9));

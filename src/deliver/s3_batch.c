@@ -53,7 +53,7 @@ static enum err load_open(struct db *db, const char *tenant, const char *integra
         b->seq = db_col_int(st, 1);
         b->bytes = db_col_int(st, 2);
         b->count = db_col_int(st, 3);
-        b->first = db_col_null(st, 4) ? -1 : db_col_int(st, 4);
+        b->first = db_col_opt_int(st, 4);
         b->opened_at = db_col_int(st, 5);
     }
     db_release(db);

@@ -183,6 +183,19 @@ bool http_body_json(struct http_req *req, json_t **out)
     return true;
 }
 
+void http_actor(const struct http_req *req, char *out, size_t n)
+{
+    snprintf(out, n, "key:%s", req->auth.key_name);
+}
+
+struct db *http_reader(struct http_req *req)
+{
+    struct db *db = store_reader();
+    if (!db)
+        http_problem_err(req, ERR_STORAGE, NULL);
+    return db;
+}
+
 bool http_query_limit(struct http_req *req, int *limit)
 {
     *limit = 100;

@@ -158,6 +158,14 @@ void db_bind_null(struct db_stmt *st, int i)
     db_bind_text(st, i, NULL);
 }
 
+void db_bind_opt_int(struct db_stmt *st, int i, int64_t v)
+{
+    if (v < 0)
+        db_bind_null(st, i);
+    else
+        db_bind_int(st, i, v);
+}
+
 enum err db_next(struct db_stmt *st)
 {
     if (!st->handle)
@@ -189,6 +197,11 @@ int64_t db_col_int(struct db_stmt *st, int i)
 bool db_col_null(struct db_stmt *st, int i)
 {
     return st->db->drv->col_null(st, i);
+}
+
+int64_t db_col_opt_int(struct db_stmt *st, int i)
+{
+    return db_col_null(st, i) ? -1 : db_col_int(st, i);
 }
 
 int64_t db_changes(struct db_stmt *st)

@@ -37,6 +37,8 @@ struct db_stmt *db_stmt(struct db *db, const char *sql);
 void db_bind_text(struct db_stmt *st, int i, const char *s); /* NULL binds NULL */
 void db_bind_int(struct db_stmt *st, int i, int64_t v);
 void db_bind_null(struct db_stmt *st, int i);
+/* Binds v, or NULL when v < 0: for optional times and durations kept as -1 in C. */
+void db_bind_opt_int(struct db_stmt *st, int i, int64_t v);
 /* Executes on the first call, then advances: ERR_OK when a row is available, ERR_DONE when
  * there are no more, ERR_CONFLICT on a unique violation, ERR_STORAGE otherwise. */
 enum err db_next(struct db_stmt *st);
@@ -46,6 +48,8 @@ enum err db_run(struct db_stmt *st);
 const char *db_col_text(struct db_stmt *st, int i); /* NULL for SQL NULL */
 int64_t db_col_int(struct db_stmt *st, int i);
 bool db_col_null(struct db_stmt *st, int i);
+/* The column's integer, or -1 for SQL NULL (the counterpart of db_bind_opt_int). */
+int64_t db_col_opt_int(struct db_stmt *st, int i);
 /* Rows changed by the last executed statement. */
 int64_t db_changes(struct db_stmt *st);
 

@@ -303,19 +303,6 @@ enum err integration_parse(json_t *body, const struct integration *existing, con
     "target, signing_secret, max_in_flight, failing_since, failing_count, last_attempt_at, "       \
     "created_at, updated_at"
 
-static int64_t col_time(struct db_stmt *st, int i)
-{
-    return db_col_null(st, i) ? -1 : db_col_int(st, i);
-}
-
-static void bind_time(struct db_stmt *st, int i, int64_t v)
-{
-    if (v < 0)
-        db_bind_null(st, i);
-    else
-        db_bind_int(st, i, v);
-}
-
 enum err integration_load(struct db *db, const char *tenant, const char *id,
                           struct integration *out)
 {
@@ -330,19 +317,19 @@ enum err integration_load(struct db *db, const char *tenant, const char *id,
     snprintf(out->tenant, sizeof out->tenant, "%s", db_col_text(st, 0));
     snprintf(out->id, sizeof out->id, "%s", db_col_text(st, 1));
     snprintf(out->type, sizeof out->type, "%s", db_col_text(st, 2));
-    out->start_at = col_time(st, 3);
-    out->end_at = col_time(st, 4);
+    out->start_at = db_col_opt_int(st, 3);
+    out->end_at = db_col_opt_int(st, 4);
     snprintf(out->state, sizeof out->state, "%s", db_col_text(st, 5));
-    out->paused_at = col_time(st, 6);
+    out->paused_at = db_col_opt_int(st, 6);
     out->events = xstrdup(db_col_text(st, 7));
     snprintf(out->ordering, sizeof out->ordering, "%s", db_col_text(st, 8));
     snprintf(out->target_type, sizeof out->target_type, "%s", db_col_text(st, 9));
     out->target = xstrdup(db_col_text(st, 10));
     out->signing_secret = xstrdup(db_col_text(st, 11));
     out->max_in_flight = (int)db_col_int(st, 12);
-    out->failing_since = col_time(st, 13);
+    out->failing_since = db_col_opt_int(st, 13);
     out->failing_count = db_col_int(st, 14);
-    out->last_attempt_at = col_time(st, 15);
+    out->last_attempt_at = db_col_opt_int(st, 15);
     out->created_at = db_col_int(st, 16);
     out->updated_at = db_col_int(st, 17);
     return ERR_OK;
@@ -364,19 +351,19 @@ enum err integration_insert(struct db *db, const struct integration *in)
     db_bind_text(st, 1, in->tenant);
     db_bind_text(st, 2, in->id);
     db_bind_text(st, 3, in->type);
-    bind_time(st, 4, in->start_at);
-    bind_time(st, 5, in->end_at);
+    db_bind_opt_int(st, 4, in->start_at);
+    db_bind_opt_int(st, 5, in->end_at);
     db_bind_text(st, 6, in->state);
-    bind_time(st, 7, in->paused_at);
+    db_bind_opt_int(st, 7, in->paused_at);
     db_bind_text(st, 8, in->events);
     db_bind_text(st, 9, in->ordering);
     db_bind_text(st, 10, in->target_type);
     db_bind_text(st, 11, in->target);
     db_bind_text(st, 12, in->signing_secret);
     db_bind_int(st, 13, in->max_in_flight);
-    bind_time(st, 14, in->failing_since);
+    db_bind_opt_int(st, 14, in->failing_since);
     db_bind_int(st, 15, in->failing_count);
-    bind_time(st, 16, in->last_attempt_at);
+    db_bind_opt_int(st, 16, in->last_attempt_at);
     db_bind_int(st, 17, in->created_at);
     db_bind_int(st, 18, in->updated_at);
     enum err rc = db_run(st);

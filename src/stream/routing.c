@@ -66,8 +66,8 @@ static enum err load_subs(struct db *db, struct routing_tenant *rt)
         snprintf(s->id, sizeof s->id, "%s", db_col_text(st, 0));
         s->paused = !strcmp(db_col_text(st, 1), "paused");
         s->entity_order = !strcmp(db_col_text(st, 2), "entity");
-        s->start_at = db_col_null(st, 3) ? -1 : db_col_int(st, 3);
-        s->end_at = db_col_null(st, 4) ? -1 : db_col_int(st, 4);
+        s->start_at = db_col_opt_int(st, 3);
+        s->end_at = db_col_opt_int(st, 4);
         s->patterns = json_loads(db_col_text(st, 5), 0, NULL);
         if (!s->patterns)
             s->patterns = json_array();
