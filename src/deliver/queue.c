@@ -50,20 +50,19 @@ enum err queue_claim(struct db *db, const char *tenant, const char *integration,
     if (limit > 0) {
         st = db_stmt(db,
                      "UPDATE deliveries SET state = 'in_flight', lease_owner = ?, lease_until = ?, "
-                     "attempts = attempts + 1, first_attempt_at = COALESCE(first_attempt_at, ?), "
-                     "last_attempt_at = ? WHERE tenant_id = ? AND id IN (SELECT id FROM deliveries "
+                     "attempts = attempts + 1, last_attempt_at = ? WHERE tenant_id = ? AND id IN "
+                     "(SELECT id FROM deliveries "
                      "WHERE tenant_id = ? AND integration_id = ? AND state = 'pending' AND "
                      "next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?) "
                      "RETURNING id, event_id, attempts");
         db_bind_text(st, 1, node);
         db_bind_int(st, 2, now + lease_ms);
         db_bind_int(st, 3, now);
-        db_bind_int(st, 4, now);
+        db_bind_text(st, 4, tenant);
         db_bind_text(st, 5, tenant);
-        db_bind_text(st, 6, tenant);
-        db_bind_text(st, 7, integration);
-        db_bind_int(st, 8, now);
-        db_bind_int(st, 9, limit);
+        db_bind_text(st, 6, integration);
+        db_bind_int(st, 7, now);
+        db_bind_int(st, 8, limit);
         struct claimed *c = xcalloc((size_t)limit, sizeof *c);
         while ((rc = db_next(st)) == ERR_OK && *n < limit) {
             snprintf(c[*n].delivery_id, ID_MAX, "%s", db_col_text(st, 0));
@@ -174,7 +173,8 @@ static enum err finish(struct db *db, const struct attempt_outcome *o, const cha
 {
     struct db_stmt *st = db_stmt(
         db, "UPDATE deliveries SET state = ?, finished_at = ?, last_status = ?, last_error = ?, "
-            "lease_owner = NULL, lease_until = NULL WHERE tenant_id = ? AND id = ?");
+            "lease_owner = NULL, lease_until = NULL, first_attempt_at = COALESCE(first_attempt_at, "
+            "?) WHERE tenant_id = ? AND id = ?");
     db_bind_text(st, 1, state);
     db_bind_int(st, 2, now);
     if (o->status)
@@ -182,8 +182,9 @@ static enum err finish(struct db *db, const struct attempt_outcome *o, const cha
     else
         db_bind_null(st, 3);
     db_bind_text(st, 4, o->error);
-    db_bind_text(st, 5, o->tenant);
-    db_bind_text(st, 6, o->delivery_id);
+    db_bind_int(st, 5, o->started_at);
+    db_bind_text(st, 6, o->tenant);
+    db_bind_text(st, 7, o->delivery_id);
     return db_run(st);
 }
 
@@ -257,7 +258,9 @@ enum err queue_apply_outcome(struct db *db, const struct attempt_outcome *o,
         return rc;
     char key[400], istate[16];
     snprintf(key, sizeof key, "%s", db_col_text(st, 0));
-    int64_t first = db_col_null(st, 1) ? now : db_col_int(st, 1);
+    /* The first attempt's start, on the same clock as failing_since below: a delivery that
+     * fails for 24 h with nothing succeeding meanwhile has failing_since <= first. */
+    int64_t first = db_col_null(st, 1) ? o->started_at : db_col_int(st, 1);
     snprintf(istate, sizeof istate, "%s", db_col_text(st, 2));
     bool paused = !strcmp(istate, "paused");
     db_release(db);
@@ -324,8 +327,9 @@ enum err queue_apply_outcome(struct db *db, const struct attempt_outcome *o,
         *kind = OUTCOME_RETRY;
         int64_t delay = retry_next_delay(o->attempt, o->retry_after);
         st = db_stmt(db, "UPDATE deliveries SET state = ?, next_attempt_at = ?, last_status = ?, "
-                         "last_error = ?, lease_owner = NULL, lease_until = NULL WHERE tenant_id = "
-                         "? AND id = ?");
+                         "last_error = ?, lease_owner = NULL, lease_until = NULL, "
+                         "first_attempt_at = COALESCE(first_attempt_at, ?) WHERE tenant_id = ? "
+                         "AND id = ?");
         db_bind_text(st, 1, paused ? "held" : "pending");
         db_bind_int(st, 2, now + delay);
         if (o->status)
@@ -333,8 +337,9 @@ enum err queue_apply_outcome(struct db *db, const struct attempt_outcome *o,
         else
             db_bind_null(st, 3);
         db_bind_text(st, 4, o->error);
-        db_bind_text(st, 5, o->tenant);
-        db_bind_text(st, 6, o->delivery_id);
+        db_bind_int(st, 5, o->started_at);
+        db_bind_text(st, 6, o->tenant);
+        db_bind_text(st, 7, o->delivery_id);
         rc = db_run(st);
     }
     if (rc == ERR_OK && !paused && failing_count >= AUTO_PAUSE_MIN_ATTEMPTS &&
