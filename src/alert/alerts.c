@@ -208,3 +208,52 @@ enum err alerts_resolve_work(struct db *db, const char *tenant, const char *kind
     db_bind_text(st, 5, except_task ? except_task : "");
     return resolve_selected(db, tenant, st);
 }
+
+enum err alerts_purge(struct db *db, const char *tenant, int64_t before, int limit, int64_t *alerts,
+                      int64_t *tasks)
+{
+    *alerts = *tasks = 0;
+    char alr_floor[ID_MAX], tsk_floor[ID_MAX];
+    id_floor("alr", before, alr_floor);
+    id_floor("tsk", before, tsk_floor);
+    /* The old alerts that may go: none of their issues is still open. */
+    static const char *const purgeable =
+        "SELECT a.id FROM alerts a WHERE a.tenant_id = ? AND a.id < ? AND NOT EXISTS (SELECT 1 "
+        "FROM issue_alerts ia JOIN issues i ON i.tenant_id = ia.tenant_id AND i.id = "
+        "ia.issue_id WHERE ia.tenant_id = a.tenant_id AND ia.alert_id = a.id AND i.status IN "
+        "('open', 'acknowledged')) ORDER BY a.id LIMIT ?";
+    char sql[1024];
+    snprintf(sql, sizeof sql, "DELETE FROM issue_alerts WHERE tenant_id = ? AND alert_id IN (%s)",
+             purgeable);
+    struct db_stmt *st = db_stmt(db, sql);
+    db_bind_text(st, 1, tenant);
+    db_bind_text(st, 2, tenant);
+    db_bind_text(st, 3, alr_floor);
+    db_bind_int(st, 4, limit);
+    enum err rc = db_run(st);
+    if (rc != ERR_OK)
+        return rc;
+    snprintf(sql, sizeof sql, "DELETE FROM alerts WHERE tenant_id = ? AND id IN (%s)", purgeable);
+    st = db_stmt(db, sql);
+    db_bind_text(st, 1, tenant);
+    db_bind_text(st, 2, tenant);
+    db_bind_text(st, 3, alr_floor);
+    db_bind_int(st, 4, limit);
+    if ((rc = db_run(st)) != ERR_OK)
+        return rc;
+    *alerts = db_changes(st);
+    /* Finished tasks only: a pending or running task may still be updated. */
+    st = db_stmt(db, "DELETE FROM tasks WHERE tenant_id = ? AND id IN (SELECT t.id FROM tasks t "
+                     "WHERE t.tenant_id = ? AND t.id < ? AND t.updated_at < ? AND t.status IN "
+                     "('succeeded', 'failed') AND NOT EXISTS (SELECT 1 FROM alerts a WHERE "
+                     "a.tenant_id = t.tenant_id AND a.task_id = t.id) ORDER BY t.id LIMIT ?)");
+    db_bind_text(st, 1, tenant);
+    db_bind_text(st, 2, tenant);
+    db_bind_text(st, 3, tsk_floor);
+    db_bind_int(st, 4, before);
+    db_bind_int(st, 5, limit);
+    if ((rc = db_run(st)) != ERR_OK)
+        return rc;
+    *tasks = db_changes(st);
+    return ERR_OK;
+}

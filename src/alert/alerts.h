@@ -52,6 +52,14 @@ enum err alerts_resolve_work(struct db *db, const char *tenant, const char *kind
                              const char *connection, const char *entity_id,
                              const char *except_task);
 
+/* Retention, for one tenant: deletes up to `limit` alerts recorded before `before` that are
+ * not linked to an open or acknowledged issue (their links to closed issues go with them;
+ * the issues keep their counts and timeline), then the finished tasks created and last
+ * updated before `before` that no alert refers to any more. Counts go to *alerts and *tasks. Writer
+ * thread. */
+enum err alerts_purge(struct db *db, const char *tenant, int64_t before, int limit, int64_t *alerts,
+                      int64_t *tasks);
+
 /* Registers the alerting metrics (main thread, before the HTTP server starts). */
 void alerts_register_metrics(void);
 

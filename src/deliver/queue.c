@@ -478,63 +478,45 @@ enum err queue_check_lag(struct db *db, int64_t lag_ms, int64_t *n)
     return ERR_OK;
 }
 
-enum err queue_purge(struct db *db, int64_t deliveries_before, int64_t events_before, int limit,
-                     int64_t *deliveries, int64_t *events)
+enum err queue_purge(struct db *db, const char *tenant, int64_t deliveries_before,
+                     int64_t events_before, int limit, int64_t *deliveries, int64_t *events)
 {
     *deliveries = *events = 0;
-    struct db_stmt *st = db_stmt(db, "SELECT id FROM tenants ORDER BY id");
-    char(*tenants)[72] = NULL;
-    size_t n = 0, cap = 0;
-    enum err rc;
-    while ((rc = db_next(st)) == ERR_OK) {
-        if (n == cap) {
-            cap = cap ? 2 * cap : 16;
-            tenants = xrealloc(tenants, cap * sizeof *tenants);
-        }
-        snprintf(tenants[n++], 72, "%s", db_col_text(st, 0));
-    }
-    db_release(db);
-    if (rc != ERR_DONE) {
-        free(tenants);
-        return rc;
-    }
     char dlv_floor[ID_MAX], evt_floor[ID_MAX];
     id_floor("dlv", deliveries_before, dlv_floor);
     id_floor("evt", events_before, evt_floor);
-    rc = ERR_OK;
-    for (size_t i = 0; i < n && rc == ERR_OK; i++) {
-        /* Delivery ids are time-ordered, so "created before" is a primary-key range. */
-        st = db_stmt(db, "DELETE FROM delivery_attempts WHERE tenant_id = ? AND delivery_id IN "
-                         "(SELECT id FROM deliveries WHERE tenant_id = ? AND id < ? AND state IN "
-                         "('succeeded', 'failed', 'rejected', 'skipped') LIMIT ?)");
-        db_bind_text(st, 1, tenants[i]);
-        db_bind_text(st, 2, tenants[i]);
-        db_bind_text(st, 3, dlv_floor);
-        db_bind_int(st, 4, limit);
-        if ((rc = db_run(st)) != ERR_OK)
-            break;
-        st = db_stmt(db, "DELETE FROM deliveries WHERE tenant_id = ? AND id IN (SELECT id FROM "
-                         "deliveries WHERE tenant_id = ? AND id < ? AND state IN ('succeeded', "
-                         "'failed', 'rejected', 'skipped') LIMIT ?)");
-        db_bind_text(st, 1, tenants[i]);
-        db_bind_text(st, 2, tenants[i]);
-        db_bind_text(st, 3, dlv_floor);
-        db_bind_int(st, 4, limit);
-        if ((rc = db_run(st)) != ERR_OK)
-            break;
-        *deliveries += db_changes(st);
-        st = db_stmt(db, "DELETE FROM events WHERE tenant_id = ? AND id IN (SELECT e.id FROM "
-                         "events e WHERE e.tenant_id = ? AND e.id < ? AND NOT EXISTS (SELECT 1 "
-                         "FROM deliveries d WHERE d.tenant_id = e.tenant_id AND d.event_id = e.id "
-                         "AND d.state IN ('waiting', 'held', 'pending', 'in_flight')) LIMIT ?)");
-        db_bind_text(st, 1, tenants[i]);
-        db_bind_text(st, 2, tenants[i]);
-        db_bind_text(st, 3, evt_floor);
-        db_bind_int(st, 4, limit);
-        if ((rc = db_run(st)) != ERR_OK)
-            break;
-        *events += db_changes(st);
-    }
-    free(tenants);
-    return rc;
+    /* Delivery ids are time-ordered, so "created before" is a primary-key range. */
+    struct db_stmt *st = db_stmt(
+        db, "DELETE FROM delivery_attempts WHERE tenant_id = ? AND delivery_id IN (SELECT id "
+            "FROM deliveries WHERE tenant_id = ? AND id < ? AND state IN ('succeeded', 'failed', "
+            "'rejected', 'skipped') LIMIT ?)");
+    db_bind_text(st, 1, tenant);
+    db_bind_text(st, 2, tenant);
+    db_bind_text(st, 3, dlv_floor);
+    db_bind_int(st, 4, limit);
+    enum err rc = db_run(st);
+    if (rc != ERR_OK)
+        return rc;
+    st = db_stmt(db, "DELETE FROM deliveries WHERE tenant_id = ? AND id IN (SELECT id FROM "
+                     "deliveries WHERE tenant_id = ? AND id < ? AND state IN ('succeeded', "
+                     "'failed', 'rejected', 'skipped') LIMIT ?)");
+    db_bind_text(st, 1, tenant);
+    db_bind_text(st, 2, tenant);
+    db_bind_text(st, 3, dlv_floor);
+    db_bind_int(st, 4, limit);
+    if ((rc = db_run(st)) != ERR_OK)
+        return rc;
+    *deliveries = db_changes(st);
+    st = db_stmt(db, "DELETE FROM events WHERE tenant_id = ? AND id IN (SELECT e.id FROM "
+                     "events e WHERE e.tenant_id = ? AND e.id < ? AND NOT EXISTS (SELECT 1 "
+                     "FROM deliveries d WHERE d.tenant_id = e.tenant_id AND d.event_id = e.id "
+                     "AND d.state IN ('waiting', 'held', 'pending', 'in_flight')) LIMIT ?)");
+    db_bind_text(st, 1, tenant);
+    db_bind_text(st, 2, tenant);
+    db_bind_text(st, 3, evt_floor);
+    db_bind_int(st, 4, limit);
+    if ((rc = db_run(st)) != ERR_OK)
+        return rc;
+    *events = db_changes(st);
+    return ERR_OK;
 }

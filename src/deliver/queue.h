@@ -67,11 +67,11 @@ enum err queue_release_leases(struct db *db, bool all, int64_t *n);
  * whose oldest unfinished, unpaused delivery is older than lag_ms, once per episode. */
 enum err queue_check_lag(struct db *db, int64_t lag_ms, int64_t *n);
 
-/* Retention: deletes up to `limit` finished deliveries (with their attempts) created before
- * deliveries_before, and events published before events_before that have no unfinished
- * delivery. Counts go to *deliveries and *events. */
-enum err queue_purge(struct db *db, int64_t deliveries_before, int64_t events_before, int limit,
-                     int64_t *deliveries, int64_t *events);
+/* Retention, for one tenant: deletes up to `limit` finished deliveries (with their attempts)
+ * created before deliveries_before, and events published before events_before that have no
+ * unfinished delivery. Counts go to *deliveries and *events. */
+enum err queue_purge(struct db *db, const char *tenant, int64_t deliveries_before,
+                     int64_t events_before, int limit, int64_t *deliveries, int64_t *events);
 
 /* Stops temporary integrations whose end date has passed (logged). */
 enum err queue_stop_ended(struct db *db, int64_t *n);

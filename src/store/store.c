@@ -48,6 +48,29 @@ static int migration_version(const char *name)
     return (int)strtol(base, NULL, 10);
 }
 
+enum err store_tenant_ids(struct db *db, char (**ids)[TENANT_ID_MAX], size_t *n)
+{
+    *ids = NULL;
+    *n = 0;
+    size_t cap = 0;
+    struct db_stmt *st = db_stmt(db, "SELECT id FROM tenants ORDER BY id");
+    enum err rc;
+    while ((rc = db_next(st)) == ERR_OK) {
+        if (*n == cap) {
+            cap = cap ? 2 * cap : 16;
+            *ids = xrealloc(*ids, cap * sizeof **ids);
+        }
+        snprintf((*ids)[(*n)++], TENANT_ID_MAX, "%s", db_col_text(st, 0));
+    }
+    db_release(db);
+    if (rc == ERR_DONE)
+        return ERR_OK;
+    free(*ids);
+    *ids = NULL;
+    *n = 0;
+    return rc;
+}
+
 enum err store_migrate(struct db *db, char *errmsg, size_t errlen)
 {
     const char *dialect = db_kind(db) == DB_PG ? ".pg.sql" : ".sqlite.sql";

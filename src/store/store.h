@@ -68,6 +68,12 @@ struct store_stats {
 };
 void store_get_stats(struct store_stats *out);
 
+#define TENANT_ID_MAX 72
+
+/* Every tenant id, in order, into a new array *ids (free() it) of *n entries. Any thread,
+ * on its own connection. */
+enum err store_tenant_ids(struct db *db, char (**ids)[TENANT_ID_MAX], size_t *n);
+
 /* Applies pending migrations on db (exported for tests and the CLI). */
 enum err store_migrate(struct db *db, char *errmsg, size_t errlen);
 

@@ -4,8 +4,10 @@
 
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdlib.h>
 #include <time.h>
 
+#include "alert/alerts.h"
 #include "alert/issues.h"
 #include "core/log.h"
 #include "core/timeutil.h"
@@ -30,11 +32,38 @@ static struct {
 #define PURGE_LIMIT 5000
 
 struct tick {
-    int64_t released, stopped, lagging, auto_closed, purged_deliveries, purged_events;
+    int64_t released, stopped, lagging, auto_closed;
+    int64_t purged_deliveries, purged_events, purged_alerts, purged_tasks;
     bool check_lag, purge;
 };
 
 static const struct config *g_cfg;
+
+/* Retention (not scaled by --time-scale), tenant by tenant, at most PURGE_LIMIT rows of each
+ * kind per tenant and pass. */
+static enum err purge(struct db *db, struct tick *t)
+{
+    char(*tenants)[TENANT_ID_MAX];
+    size_t n;
+    enum err rc = store_tenant_ids(db, &tenants, &n);
+    int64_t now = time_now_ms();
+    for (size_t i = 0; i < n && rc == ERR_OK; i++) {
+        int64_t d, e, a = 0, k = 0;
+        rc = queue_purge(db, tenants[i], now - g_cfg->retention_deliveries_ms,
+                         now - g_cfg->retention_events_ms, PURGE_LIMIT, &d, &e);
+        if (rc == ERR_OK && g.alerts)
+            rc =
+                alerts_purge(db, tenants[i], now - g_cfg->retention_alerts_ms, PURGE_LIMIT, &a, &k);
+        if (rc == ERR_OK) {
+            t->purged_deliveries += d;
+            t->purged_events += e;
+            t->purged_alerts += a;
+            t->purged_tasks += k;
+        }
+    }
+    free(tenants);
+    return rc;
+}
 
 static enum err tick_run(struct db *db, void *arg)
 {
@@ -46,11 +75,8 @@ static enum err tick_run(struct db *db, void *arg)
         rc = queue_check_lag(db, time_scaled(LAG_LIMIT_MS), &t->lagging);
     if (rc == ERR_OK && g.alerts)
         rc = issues_auto_close(db, time_now_ms(), &t->auto_closed);
-    if (rc == ERR_OK && t->purge) {
-        int64_t now = time_now_ms();
-        rc = queue_purge(db, now - g_cfg->retention_deliveries_ms, now - g_cfg->retention_events_ms,
-                         PURGE_LIMIT, &t->purged_deliveries, &t->purged_events);
-    }
+    if (rc == ERR_OK && t->purge)
+        rc = purge(db, t);
     return rc;
 }
 
@@ -79,9 +105,13 @@ static void *scheduler_main(void *arg)
         if (rc == ERR_OK && t.released)
             log_info("scheduler", "%lld expired lease(s) returned to pending",
                      (long long)t.released);
-        if (rc == ERR_OK && (t.purged_events || t.purged_deliveries))
-            log_info("scheduler", "retention: purged %lld event(s), %lld finished delivery(ies)",
-                     (long long)t.purged_events, (long long)t.purged_deliveries);
+        if (rc == ERR_OK &&
+            (t.purged_events || t.purged_deliveries || t.purged_alerts || t.purged_tasks))
+            log_info("scheduler",
+                     "retention: purged %lld event(s), %lld finished delivery(ies), %lld "
+                     "alert(s), %lld task(s)",
+                     (long long)t.purged_events, (long long)t.purged_deliveries,
+                     (long long)t.purged_alerts, (long long)t.purged_tasks);
         if (rc == ERR_OK && (t.released || t.stopped))
             webhook_config_changed();
         pthread_mutex_lock(&g.lock);
