@@ -78,7 +78,9 @@ valgrind: $(BUILD)/unit
 	valgrind --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect \
 	    ./$(BUILD)/unit
 
-bench: deps $(BUILD)/sluice
+bench:
+	@bash scripts/deps.sh --bench
+	$(MAKE) $(BUILD)/sluice
 	SLUICE_BIN=$(abspath $(BUILD)/sluice) bash bench/run.sh
 
 clean:
