@@ -37,6 +37,7 @@ static struct {
     struct route_metrics *rm;
     struct metric unmatched[3];
     _Atomic int deferred;
+    bool api_role; /* false: only the unauthenticated operational endpoints are served */
     pthread_mutex_t lock;
     pthread_cond_t cond;
     int port;
@@ -120,6 +121,13 @@ static void dispatch(struct http_req *req)
         return;
     }
     const struct route *r = req->route;
+    if (r->auth != AUTH_NONE && !g.api_role) {
+        http_problem(req, 503,
+                     "this node runs without the api role (--roles); send API requests to a "
+                     "node that has it",
+                     NULL);
+        return;
+    }
     if (r->auth != AUTH_NONE) {
         enum err rc = http_authenticate(req);
         if (rc == ERR_AUTH) {
@@ -425,6 +433,7 @@ enum err http_start(const struct config *cfg, const struct route *routes, char *
     if (rc != ERR_OK)
         return rc;
     g.routes = routes;
+    g.api_role = config_has_role(cfg, "api");
     g.nroutes = 0;
     while (routes[g.nroutes].method)
         g.nroutes++;

@@ -32,3 +32,20 @@ def test_wrong_method_is_405_problem(server):
     make_tenant(server, "acme")
     key = make_key(server, "acme", ALL_PERMS)
     assert_problem(server.request("PUT", "/v1/events", {"x": 1}, token=key), 405)
+
+
+def test_node_without_api_role_serves_only_operations(start_server, db):
+    """--roles without api: health, readiness and metrics answer; the API is a 503 problem
+    that says why, whatever the credentials. With api in the list the API answers."""
+    srv = start_server(db=db, args=["--roles", "webhook,notify"])
+    assert srv.request("GET", "/healthz")[0] == 200
+    assert srv.request("GET", "/readyz")[0] == 200
+    assert srv.request("GET", "/metrics")[0] == 200
+    body = assert_problem(srv.request("GET", "/v1/admin/tenants", token=srv.admin_token), 503)
+    assert "api role" in body["detail"], body
+    assert_problem(srv.request("GET", "/v1/me"), 503)  # before authentication
+    srv.stop()
+
+    both = start_server(db=db, args=["--roles", "api,webhook"], data_dir=srv.data_dir)
+    make_tenant(both, "acme")
+    assert both.request("GET", "/v1/me", token=make_key(both, "acme", ALL_PERMS))[0] == 200
