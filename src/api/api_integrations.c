@@ -594,14 +594,20 @@ void api_integrations_attempts(struct http_req *req)
     if (!db || !load_path_integration(req, db, &in))
         return;
     integration_cleanup(&in);
+    /* A webhook delivery's own attempts; for S3, the upload attempts of its batch. */
     struct db_stmt *st = db_stmt(
         db, "SELECT a.attempt, a.started_at, a.duration_ms, a.status, a.error, a.response_body, "
             "a.node_id, a.delivery_id FROM delivery_attempts a JOIN deliveries d ON d.tenant_id = "
             "a.tenant_id AND d.id = a.delivery_id WHERE d.tenant_id = ? AND d.integration_id = ? "
-            "AND d.event_id = ? ORDER BY a.started_at, a.attempt");
-    db_bind_text(st, 1, req->auth.tenant);
-    db_bind_text(st, 2, http_param(req, 0));
-    db_bind_text(st, 3, http_param(req, 1));
+            "AND d.event_id = ? UNION ALL SELECT b.attempt, b.started_at, b.duration_ms, "
+            "b.status, b.error, NULL, b.node_id, d.id FROM s3_batch_attempts b JOIN deliveries d "
+            "ON d.tenant_id = b.tenant_id AND d.batch_id = b.batch_id WHERE d.tenant_id = ? AND "
+            "d.integration_id = ? AND d.event_id = ? ORDER BY 2, 1");
+    for (int i = 0; i < 2; i++) {
+        db_bind_text(st, 3 * i + 1, req->auth.tenant);
+        db_bind_text(st, 3 * i + 2, http_param(req, 0));
+        db_bind_text(st, 3 * i + 3, http_param(req, 1));
+    }
     json_t *arr = json_array();
     while (db_next(st) == ERR_OK) {
         json_t *o = json_pack("{s:I}", "attempt", (json_int_t)db_col_int(st, 0));

@@ -419,9 +419,17 @@ def test_s3_slowdown_is_retried(start_server, db, s3clean):
     rows = wait_for(lambda: all_succeeded(srv, key, "slow", 3), 30, 0.1, "uploaded after 503s")
     assert all(r["attempts"] == 3 for r in rows), rows
     check_objects(s3clean.objects(P() + "t5/"), P() + "t5/", "slow", ids)
-    status, _, attempts = srv.request("GET", f"/v1/integrations/slow/events/{ids[0]}/attempts",
+    # Each event's attempts are its batch's uploads: two SlowDown answers, then success.
+    for eid in ids:
+        status, _, body = srv.request("GET", f"/v1/integrations/slow/events/{eid}/attempts",
                                       token=key)
-    assert status == 200
+        assert status == 200, body
+        att = body["data"]
+        assert [a["attempt"] for a in att] == [1, 2, 3], att
+        assert [a["status"] for a in att] == [503, 503, 200], att
+        assert all("SlowDown" in a["error"] for a in att[:2]) and att[2]["error"] is None, att
+        assert all(a["node_id"] and a["delivery_id"].startswith("dlv_") for a in att), att
+        assert att[0]["at"] <= att[1]["at"] <= att[2]["at"], att
 
 
 def test_s3_multipart_above_16_mib(start_server, db, s3clean):
