@@ -3,6 +3,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "core/crypto.h"
@@ -65,6 +66,28 @@ int64_t retry_after_parse(const char *value, int64_t now_ms)
         return -1;
     int64_t at = (int64_t)timegm(&tm) * 1000;
     return at > now_ms ? at - now_ms : 0;
+}
+
+int64_t retry_after_header(const char *line, size_t n, int64_t now_ms)
+{
+    static const char name[] = "Retry-After:";
+    size_t nl = sizeof name - 1;
+    if (n <= nl || strncasecmp(line, name, nl) != 0)
+        return -2;
+    line += nl;
+    n -= nl;
+    while (n && (*line == ' ' || *line == '\t')) { /* optional whitespace, RFC 9110 */
+        line++;
+        n--;
+    }
+    char v[128];
+    size_t len = n < sizeof v - 1 ? n : sizeof v - 1;
+    memcpy(v, line, len);
+    v[len] = '\0';
+    char *e = v + strlen(v);
+    while (e > v && (e[-1] == '\r' || e[-1] == '\n' || e[-1] == ' ' || e[-1] == '\t'))
+        *--e = '\0';
+    return retry_after_parse(v, now_ms);
 }
 
 bool retry_status_retryable(long status)

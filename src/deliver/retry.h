@@ -5,6 +5,7 @@
 #define SLUICE_DELIVER_RETRY_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 /* The unscaled, unjittered delay before attempt number `attempt + 1`, after `attempt`
@@ -19,6 +20,9 @@ int64_t retry_give_up_after(void);
 /* Parses a Retry-After header value (delta-seconds or an HTTP-date) relative to now_ms;
  * returns milliseconds, or -1 when absent/invalid. */
 int64_t retry_after_parse(const char *value, int64_t now_ms);
+/* For a libcurl header callback: when the n bytes at line are a "Retry-After:" header line,
+ * its value parsed as retry_after_parse() does (-1 when invalid); else -2. */
+int64_t retry_after_header(const char *line, size_t n, int64_t now_ms);
 /* True when an HTTP status is retried (408, 409, 425, 429, 5xx, 3xx, or 0 = no response). */
 bool retry_status_retryable(long status);
 

@@ -75,6 +75,7 @@ struct s3_up {
     char *url, *post;
     char upload_id[256];
     char etag[80];
+    int64_t retry_after, fail_retry_after; /* Retry-After of the answer (ms), -1: none */
     char (*etags)[80];
     int nparts, part, tries;
     int64_t started_at, start_ns;
@@ -484,6 +485,9 @@ static size_t on_header(char *ptr, size_t size, size_t nmemb, void *ud)
         memcpy(u->etag, v, len);
         u->etag[len] = '\0';
     }
+    int64_t ra = retry_after_header(ptr, n, time_now_ms());
+    if (ra != -2)
+        u->retry_after = ra;
     return n;
 }
 
@@ -501,6 +505,7 @@ static void start_step(struct s3_up *u)
     u->headers = NULL;
     buf_reset(&u->resp);
     u->etag[0] = '\0';
+    u->retry_after = -1;
     u->easy = curl_easy_init();
     memset(&u->body, 0, sizeof u->body);
     u->body.fd = u->fd;
@@ -618,7 +623,7 @@ static void finish_upload(struct s3_up *u, long status, const char *error, const
     o->error = error ? xstrdup(error) : NULL;
     snprintf(o->code, sizeof o->code, "%s", code ? code : "");
     o->message = message && *message ? xstrdup(message) : NULL;
-    o->retry_after = -1;
+    o->retry_after = u->retry_after;
     if (error)
         log_warn("s3", "tenant %s integration %s: upload of %s failed (attempt %d): %s", o->tenant,
                  o->integration, o->key, o->attempt, error);
@@ -634,6 +639,7 @@ static void fail_multipart(struct s3_up *u, long status, const char *error, cons
     u->fail_error = xstrdup(error);
     snprintf(u->fail_code, sizeof u->fail_code, "%s", code ? code : "");
     u->fail_message = xstrdup(message);
+    u->fail_retry_after = u->retry_after;
     u->step = UP_ABORT;
     start_step(u);
 }
@@ -733,6 +739,7 @@ static void step_done(struct s3_up *u, CURLcode cc)
             fail_multipart(u, status, error, code, message);
         return;
     case UP_ABORT:
+        u->retry_after = u->fail_retry_after; /* the failed step's, not the abort's */
         finish_upload(u, u->fail_status, u->fail_error, u->fail_code, u->fail_message);
         return;
     }
@@ -741,6 +748,7 @@ static void step_done(struct s3_up *u, CURLcode cc)
 static void start_upload(struct s3_integ *w, const struct s3_claim *cl)
 {
     struct s3_up *u = xcalloc(1, sizeof *u);
+    u->retry_after = u->fail_retry_after = -1;
     u->integ = w;
     u->cl = *cl;
     u->fd = -1;

@@ -194,16 +194,9 @@ static size_t on_header(char *ptr, size_t size, size_t nmemb, void *ud)
 {
     int64_t *retry_after = ud;
     size_t n = size * nmemb;
-    if (n > 12 && !strncasecmp(ptr, "Retry-After:", 12)) {
-        char v[128];
-        size_t len = n - 12 < sizeof v - 1 ? n - 12 : sizeof v - 1;
-        memcpy(v, ptr + 12, len);
-        v[len] = '\0';
-        char *e = v + strlen(v);
-        while (e > v && (e[-1] == '\r' || e[-1] == '\n' || e[-1] == ' '))
-            *--e = '\0';
-        *retry_after = retry_after_parse(v, time_now_ms());
-    }
+    int64_t v = retry_after_header(ptr, n, time_now_ms());
+    if (v != -2)
+        *retry_after = v;
     return n;
 }
 

@@ -7,7 +7,7 @@
 // go on to s3rver without their Authorization header.
 //
 // Control (no auth, JSON): POST /__control {"fail": [{"status", "code", "message", "count",
-// "method"}], "hold": bool} queues injected failures (e.g. 503 SlowDown) or holds every
+// "method", "retry_after"}], "hold": bool} queues injected failures (e.g. 503 SlowDown) or holds every
 // object upload unanswered; GET /__log returns every request seen; POST /__reset clears both.
 //
 // Usage: node s3front.js PORT DIR ACCESS_KEY_ID SECRET REGION BUCKET...
@@ -23,11 +23,13 @@ const [port, dir, akid, secret, region, ...buckets] = process.argv.slice(2);
 
 const state = { fail: [], hold: false, held: [], log: [] };
 
-function s3error(res, status, code, message) {
+function s3error(res, status, code, message, retryAfter) {
   const body = `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${code}</Code>` +
     `<Message>${message}</Message><RequestId>front</RequestId></Error>`;
-  res.writeHead(status, { 'Content-Type': 'application/xml',
-    'Content-Length': Buffer.byteLength(body) });
+  const headers = { 'Content-Type': 'application/xml',
+    'Content-Length': Buffer.byteLength(body) };
+  if (retryAfter !== undefined) headers['Retry-After'] = String(retryAfter);
+  res.writeHead(status, headers);
   res.end(body);
 }
 
@@ -84,7 +86,7 @@ async function main() {
         f.count--;
         entry.status = f.status;
         entry.error = f.code;
-        return s3error(res, f.status, f.code, f.message || f.code);
+        return s3error(res, f.status, f.code, f.message || f.code, f.retry_after);
       }
       if (state.hold && req.method === 'PUT') {
         entry.held = true;

@@ -111,6 +111,11 @@ def s3clean(s3):
     s3.reset()
 
 
+def parse_time(s):
+    """An API timestamp (RFC 3339, ms, Z) as seconds since the epoch."""
+    return datetime.datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
+
+
 def serve(start_server, db, *extra):
     return start_server(db=db, args=["--allow-private-targets", "--time-scale", str(SCALE),
                                      *extra])
@@ -430,6 +435,24 @@ def test_s3_slowdown_is_retried(start_server, db, s3clean):
         assert all("SlowDown" in a["error"] for a in att[:2]) and att[2]["error"] is None, att
         assert all(a["node_id"] and a["delivery_id"].startswith("dlv_") for a in att), att
         assert att[0]["at"] <= att[1]["at"] <= att[2]["at"], att
+
+
+def test_s3_retry_after_is_honoured(start_server, db, s3clean):
+    # At --time-scale 100 the scheduled retry is ~50 ms; S3 asks for 2 s and gets them.
+    srv = serve(start_server, db, "--s3-batch-max-age", "100s")
+    key = setup_tenant(srv)
+    create(srv, key, "ra", s3_target(s3clean, P() + "t6/"))
+    s3clean.control(fail=[{"status": 503, "code": "SlowDown", "message": "Reduce your rate.",
+                           "count": 1, "method": "PUT", "retry_after": 2}])
+    ids = publish(srv, key, {"events": [{"type": "order.created", "entity_id": "O1",
+                                         "payload": payload(1)}]})["ids"]
+    wait_for(lambda: all_succeeded(srv, key, "ra", 1), 30, 0.1, "uploaded after Retry-After")
+    status, _, body = srv.request("GET", f"/v1/integrations/ra/events/{ids[0]}/attempts",
+                                  token=key)
+    att = body["data"]
+    assert [a["status"] for a in att] == [503, 200], att
+    gap = parse_time(att[1]["at"]) - parse_time(att[0]["at"])
+    assert gap >= 1.95, (gap, att)
 
 
 def test_s3_multipart_above_16_mib(start_server, db, s3clean):

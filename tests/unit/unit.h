@@ -72,6 +72,7 @@ void unit_db(void);
 void unit_id(void);
 void unit_json(void);
 void unit_metrics(void);
+void unit_retry(void);
 void unit_timeutil(void);
 
 #endif
