@@ -53,6 +53,10 @@ $(BUILD)/unit: $(LIBOBJ) $(GENOBJ) $(UNITSRC) tests/unit/runner.c tests/unit/uni
 	$(CC) $(CFLAGS) -Itests/unit -o $@ tests/unit/runner.c $(UNITSRC) $(LIBOBJ) $(GENOBJ) \
 	    $(LDFLAGS) $(LDLIBS)
 
+# bench/storage_limit: the database's own insert rate, the ingest benchmark's baseline.
+$(BUILD)/storage_limit: $(LIBOBJ) $(GENOBJ) bench/storage_limit.c
+	$(CC) $(CFLAGS) -o $@ bench/storage_limit.c $(LIBOBJ) $(GENOBJ) $(LDFLAGS) $(LDLIBS)
+
 run: deps $(BUILD)/sluice
 	./$(BUILD)/sluice serve
 
@@ -80,7 +84,7 @@ valgrind: $(BUILD)/unit
 
 bench:
 	@bash scripts/deps.sh --bench
-	$(MAKE) $(BUILD)/sluice
+	$(MAKE) $(BUILD)/sluice $(BUILD)/storage_limit
 	SLUICE_BIN=$(abspath $(BUILD)/sluice) bash bench/run.sh
 
 clean:
