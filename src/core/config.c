@@ -52,6 +52,8 @@ static const struct opt opts[] = {
      "smtp:// or smtps:// (user:pass@ in the URL); unset: mail disabled"},
     {"smtp-from", "SLUICE_SMTP_FROM", OPT_STR, O(smtp_from), NULL, "ADDR",
      "From address of notification emails"},
+    {"smtp-ca-file", "SLUICE_SMTP_CA_FILE", OPT_STR, O(smtp_ca_file), NULL, "FILE",
+     "PEM CA bundle to verify the SMTP server's certificate (default: the system's)"},
     {"s3-batch-max-bytes", "SLUICE_S3_BATCH_MAX_BYTES", OPT_SIZE, O(s3_batch_max_bytes), "50MB",
      "N", "close an S3 batch at this many uncompressed bytes"},
     {"s3-batch-max-age", "SLUICE_S3_BATCH_MAX_AGE", OPT_DURATION, O(s3_batch_max_age_ms), "5m", "D",
@@ -293,6 +295,15 @@ int config_parse(struct config *cfg, int argc, char **argv, FILE *out, FILE *err
     }
     if (cfg->webhook_max_connections < 1 || cfg->max_connections < 1) {
         fprintf(err, "sluice: connection limits must be at least 1\n");
+        return -1;
+    }
+    if (cfg->smtp_url && strncmp(cfg->smtp_url, "smtp://", 7) != 0 &&
+        strncmp(cfg->smtp_url, "smtps://", 8) != 0) {
+        fprintf(err, "sluice: --smtp-url must start with smtp:// or smtps://\n");
+        return -1;
+    }
+    if (cfg->smtp_ca_file && access(cfg->smtp_ca_file, R_OK) != 0) {
+        fprintf(err, "sluice: --smtp-ca-file %s: %s\n", cfg->smtp_ca_file, strerror(errno));
         return -1;
     }
     if (!cfg->db)

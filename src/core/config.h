@@ -23,6 +23,7 @@ struct config {
     char *public_url;
     char *smtp_url;
     char *smtp_from;
+    char *smtp_ca_file;
     int64_t s3_batch_max_bytes;
     int64_t s3_batch_max_age_ms;
     int64_t retention_events_ms;

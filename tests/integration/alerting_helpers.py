@@ -8,6 +8,8 @@ import email.policy
 import mailbox
 import os
 import socket
+import ssl
+import subprocess
 import threading
 
 from aiosmtpd.controller import Controller
@@ -23,8 +25,12 @@ class SlowMailbox(Mailbox):
         super().__init__(path)
         self.delay = 0.0
         self.stored = threading.Event()
+        self.tls = []  # per stored mail: was the session encrypted?
 
     async def handle_DATA(self, server, session, envelope):
+        # STARTTLS sets session.ssl; implicit TLS shows on the transport.
+        self.tls.append(session.ssl is not None or
+                        server.transport.get_extra_info("ssl_object") is not None)
         r = await super().handle_DATA(server, session, envelope)
         self.stored.set()
         if self.delay:
@@ -32,22 +38,46 @@ class SlowMailbox(Mailbox):
         return r
 
 
-class Smtp:
-    """An SMTP server on a fixed port that can be started and stopped (SMTP down tests)."""
+def self_signed_cert(directory):
+    """A key and a self-signed certificate for 127.0.0.1 (openssl), as (cert, key) paths;
+    the certificate is also the CA file a client trusts."""
+    cert, key = os.path.join(directory, "smtp-cert.pem"), os.path.join(directory, "smtp-key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
+                    "-out", cert, "-days", "2", "-subj", "/CN=127.0.0.1", "-addext",
+                    "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    return cert, key
 
-    def __init__(self, tmp_path):
+
+class Smtp:
+    """An SMTP server on a fixed port that can be started and stopped (SMTP down tests).
+    tls: None (plain), "starttls" (STARTTLS offered and required before MAIL) or "smtps"
+    (TLS from the first byte); the certificate is self-signed, its file in self.cert."""
+
+    def __init__(self, tmp_path, tls=None):
         self.port = free_port()
         self.dir = str(tmp_path / "maildir")  # created (with new/cur/tmp) by Mailbox
         self.handler = SlowMailbox(self.dir)
         self.controller = None
+        self.tls = tls
+        self.cert = None
+        if tls:
+            self.cert, key = self_signed_cert(str(tmp_path))
+            self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            self.context.load_cert_chain(self.cert, key)
 
     @property
     def url(self):
-        return f"smtp://127.0.0.1:{self.port}"
+        return f"{'smtps' if self.tls == 'smtps' else 'smtp'}://127.0.0.1:{self.port}"
 
     def start(self):
         if self.controller is None:
-            self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port)
+            kw = {}
+            if self.tls == "starttls":
+                kw = {"tls_context": self.context, "require_starttls": True}
+            elif self.tls == "smtps":
+                kw = {"ssl_context": self.context}
+            self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port,
+                                         **kw)
             self.controller.start()
         return self
 

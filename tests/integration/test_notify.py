@@ -238,3 +238,36 @@ def test_mail_disabled_without_smtp(start_server, db):
     report(srv, key, alert())
     n = req(srv, key, "GET", "/v1/notifications", expect=200)["data"]
     assert len(n) == 1 and n[0]["status"] == "pending"  # kept until mail is configured
+
+
+@pytest.mark.parametrize("mode", ["starttls", "smtps"])
+def test_tls_mail_with_a_verified_certificate(start_server, db, tmp_path, mode):
+    """STARTTLS (offered and required by the server) and implicit TLS (smtps://): the mail
+    goes encrypted, after the server's certificate was verified against --smtp-ca-file;
+    without that file the self-signed certificate is refused and nothing is sent."""
+    smtp = Smtp(tmp_path, tls=mode).start()
+    try:
+        srv, key = start(start_server, db, smtp)  # the system CAs: the certificate fails
+        ch = channel(srv, key)
+        policy(srv, key, [{"event": "order.*"}], channel_ids=[ch["id"]])
+        report(srv, key, alert())
+
+        def refused():
+            n = req(srv, key, "GET", "/v1/notifications?status=pending", expect=200)["data"]
+            return n if n and n[0]["attempts"] >= 1 and n[0]["last_error"] else None
+
+        ntf = wait_for(refused, 15, what="a refused TLS handshake")
+        assert re.search(r"certificate|SSL|TLS", ntf[0]["last_error"], re.I), ntf
+        assert smtp.messages() == []
+        srv.stop()
+
+        # The same database (and data dir), now trusting the certificate: the pending mail goes.
+        start_server(db=db, data_dir=srv.data_dir,
+                     args=["--time-scale", "3600", "--smtp-url", smtp.url, "--smtp-from", FROM,
+                           "--public-url", PUBLIC, "--lease", "2s", "--smtp-ca-file", smtp.cert])
+        (msg,) = wait_for(lambda: smtp.messages() or None, 20, what="the mail over TLS")
+        check_mail(msg, ["ops@acme.example"])
+        assert msg["Message-ID"] == f"<{ntf[0]['id']}@sluice.acme.example>"
+        assert smtp.handler.tls == [True]
+    finally:
+        smtp.stop()

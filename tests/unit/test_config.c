@@ -269,6 +269,8 @@ static void test_config_errors(void)
     PARSE_FAILS("--s3-batch-max-bytes", "--s3-batch-max-bytes=-5MB");
     PARSE_FAILS("frontend", "--roles=api,frontend");
     PARSE_FAILS("role", "--roles=api,,s3");
+    PARSE_FAILS("smtp://", "--smtp-url=http://mail.example:25");
+    PARSE_FAILS("/nonexistent/ca.pem", "--smtp-ca-file=/nonexistent/ca.pem");
 }
 
 /* "On a bad value writes a one-line message to err and returns -1": strtod also accepts
