@@ -460,20 +460,47 @@ void api_integrations_delete(struct http_req *req)
     http_defer(req, delete_run, deleted, state_ctx_new(req), state_ctx_free, 0);
 }
 
+struct int_test {
+    struct integration in;
+    json_t *result;
+};
+
+static void int_test_free(void *arg)
+{
+    struct int_test *t = arg;
+    integration_cleanup(&t->in);
+    json_decref(t->result);
+    free(t);
+}
+
+/* On its own thread (http_defer_blocking): the request to the target. */
+static void int_test_send(void *arg)
+{
+    struct int_test *t = arg;
+    if (!strcmp(t->in.target_type, "s3"))
+        t->result = s3_probe(t->in.target, api_config()->allow_private_targets,
+                             api_config()->webhook_timeout_ms);
+    else
+        t->result = webhook_test(&t->in);
+}
+
+static void int_tested(struct http_req *req)
+{
+    struct int_test *t = req->ctx;
+    http_json(req, 200, t->result);
+    t->result = NULL; /* http_json took the reference */
+}
+
 void api_integrations_test(struct http_req *req)
 {
     struct db *db = http_reader(req);
-    struct integration in;
-    if (!db || !load_path_integration(req, db, &in))
+    struct int_test *t = xcalloc(1, sizeof *t);
+    if (!db || !load_path_integration(req, db, &t->in)) {
+        free(t);
         return;
+    }
     db_release(db);
-    if (!strcmp(in.target_type, "s3"))
-        http_json(req, 200,
-                  s3_probe(in.target, api_config()->allow_private_targets,
-                           api_config()->webhook_timeout_ms));
-    else
-        http_json(req, 200, webhook_test(&in));
-    integration_cleanup(&in);
+    http_defer_blocking(req, int_test_send, int_tested, t, int_test_free);
 }
 
 /* --- audit views --------------------------------------------------------------------- */

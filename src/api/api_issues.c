@@ -380,36 +380,61 @@ void api_channels_delete(struct http_req *req)
     http_defer(req, chn_delete_run, deleted, c, free, 0);
 }
 
+struct chn_test {
+    struct channel c;
+    char tname[256];
+    char err[512];
+    enum err rc;
+    int64_t ms;
+};
+
+static void chn_test_free(void *arg)
+{
+    struct chn_test *t = arg;
+    channel_cleanup(&t->c);
+    free(t);
+}
+
+/* On its own thread (http_defer_blocking): the SMTP conversation. */
+static void chn_test_send(void *arg)
+{
+    struct chn_test *t = arg;
+    int64_t t0 = time_mono_ms();
+    t->rc = notifier_send_test(&t->c, t->tname, t->err, sizeof t->err);
+    t->ms = time_mono_ms() - t0;
+}
+
+static void chn_tested(struct http_req *req)
+{
+    struct chn_test *t = req->ctx;
+    if (t->rc == ERR_CONFLICT) {
+        http_problem(req, 409, t->err, NULL);
+        return;
+    }
+    json_t *o = json_pack("{s:b,s:I,s:O}", "ok", t->rc == ERR_OK, "latency_ms", (json_int_t)t->ms,
+                          "recipients", t->c.addresses);
+    json_set_str(o, "error", t->rc == ERR_OK ? NULL : t->err);
+    http_json(req, 200, o);
+}
+
 void api_channels_test(struct http_req *req)
 {
     struct db *db = http_reader(req);
     if (!db)
         return;
-    struct channel c;
-    enum err rc = channel_load(db, req->auth.tenant, http_param(req, 0), &c);
+    struct chn_test *t = xcalloc(1, sizeof *t);
+    enum err rc = channel_load(db, req->auth.tenant, http_param(req, 0), &t->c);
     if (rc != ERR_OK) {
+        free(t);
         http_problem_err(req, rc, rc == ERR_NOT_FOUND ? "no such notification channel" : NULL);
         return;
     }
-    char tname[256];
     struct db_stmt *st = db_stmt(db, "SELECT name FROM tenants WHERE id = ?");
     db_bind_text(st, 1, req->auth.tenant);
-    snprintf(tname, sizeof tname, "%s",
+    snprintf(t->tname, sizeof t->tname, "%s",
              db_next(st) == ERR_OK ? db_col_text(st, 0) : req->auth.tenant);
     store_reader_release();
-    char err[512] = "";
-    int64_t t0 = time_mono_ms();
-    rc = notifier_send_test(&c, tname, err, sizeof err);
-    int64_t ms = time_mono_ms() - t0;
-    if (rc == ERR_CONFLICT) {
-        http_problem(req, 409, err, NULL);
-    } else {
-        json_t *o = json_pack("{s:b,s:I,s:O}", "ok", rc == ERR_OK, "latency_ms", (json_int_t)ms,
-                              "recipients", c.addresses);
-        json_set_str(o, "error", rc == ERR_OK ? NULL : err);
-        http_json(req, 200, o);
-    }
-    channel_cleanup(&c);
+    http_defer_blocking(req, chn_test_send, chn_tested, t, chn_test_free);
 }
 
 /* --- issues --------------------------------------------------------------------------- */

@@ -85,6 +85,7 @@ struct http_req {
     bool deferred;     /* http_defer() was called during dispatch */
     struct store_job job;
     enum err (*defer_run)(struct db *db, void *ctx);
+    void (*blocking_work)(void *ctx);
     void (*finish)(struct http_req *req);
     void *ctx;
     void (*ctx_free)(void *ctx);
@@ -125,6 +126,14 @@ int http_status_for(enum err rc);
 void http_defer(struct http_req *req, enum err (*run)(struct db *db, void *ctx),
                 void (*finish)(struct http_req *req), void *ctx, void (*ctx_free)(void *ctx),
                 unsigned wake);
+
+/* For slow outbound I/O (the test actions): suspends the connection and runs work(ctx) on
+ * a thread of its own, so no HTTP thread waits on a remote server; then finish(req) builds
+ * the answer on an HTTP thread. work must not touch the database. With too many such
+ * requests in progress answers 503 at once instead (and frees ctx). */
+void http_defer_blocking(struct http_req *req, void (*work)(void *ctx),
+                         void (*finish)(struct http_req *req), void *ctx,
+                         void (*ctx_free)(void *ctx));
 
 /* Writes the acting key as "key:<name>" (log and timeline actors) into out. */
 void http_actor(const struct http_req *req, char *out, size_t n);

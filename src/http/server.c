@@ -212,6 +212,52 @@ void http_defer(struct http_req *req, enum err (*run)(struct db *db, void *ctx),
     store_submit(&req->job);
 }
 
+#define BLOCKING_MAX 32 /* outbound test actions in progress at once */
+static _Atomic int blocking_running;
+
+static void *blocking_main(void *arg)
+{
+    struct http_req *req = arg;
+    pthread_setname_np(pthread_self(), "sluice-http-io");
+    req->blocking_work(req->ctx);
+    atomic_fetch_sub(&blocking_running, 1);
+    job_done(req, ERR_OK);
+    return NULL;
+}
+
+void http_defer_blocking(struct http_req *req, void (*work)(void *ctx),
+                         void (*finish)(struct http_req *req), void *ctx,
+                         void (*ctx_free)(void *ctx))
+{
+    if (atomic_fetch_add(&blocking_running, 1) >= BLOCKING_MAX) {
+        atomic_fetch_sub(&blocking_running, 1);
+        if (ctx_free)
+            ctx_free(ctx);
+        http_problem(req, 503, "too many test actions are in progress; retry shortly", NULL);
+        http_add_header(req, "Retry-After", "5");
+        return;
+    }
+    req->finish = finish;
+    req->ctx = ctx;
+    req->ctx_free = ctx_free;
+    req->blocking_work = work;
+    req->deferred = true;
+    req->state = REQ_SUSPENDED;
+    atomic_fetch_add(&g.deferred, 1); /* shutdown waits for the thread's answer */
+    MHD_suspend_connection(req->conn);
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_t t;
+    int rc = pthread_create(&t, &attr, blocking_main, req);
+    pthread_attr_destroy(&attr);
+    if (rc != 0) { /* no thread to be had: do the work here after all */
+        work(ctx);
+        atomic_fetch_sub(&blocking_running, 1);
+        job_done(req, ERR_OK);
+    }
+}
+
 /* --- MHD callbacks ------------------------------------------------------------------- */
 
 static enum MHD_Result queue(struct MHD_Connection *conn, struct http_req *req)

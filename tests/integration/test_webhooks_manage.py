@@ -3,6 +3,7 @@ delete, PATCH rules, temporary integrations (end date, backfill window), redeliv
 the SSRF guard, secrets at rest and in responses/logs, tenant isolation and permissions.
 Every test runs on SQLite and PostgreSQL against a real HTTP receiver (receiver.py)."""
 
+import concurrent.futures
 import json
 import os
 import subprocess
@@ -631,3 +632,23 @@ def test_create_validation_and_duplicate_id(stream):
         body.update(patch)
         assert_problem(s.req("POST", "/v1/integrations", body), 422, field)
     assert [i["id"] for i in s.ok("GET", "/v1/integrations")["data"]] == ["erp"]
+
+
+def test_test_actions_do_not_hold_http_threads(stream):
+    """Six test actions wait on a consumer that never answers, more than the two HTTP
+    threads: the API still answers at once meanwhile, and each test reports the timeout."""
+    s = stream(args=["--webhook-timeout", "3s", "--http-threads", "2"])
+    s.create("slow")
+    s.rcv.set("/slow", "hang")
+    with concurrent.futures.ThreadPoolExecutor(6) as ex:
+        futs = [ex.submit(s.req, "POST", "/v1/integrations/slow/test") for _ in range(6)]
+        s.rcv.wait("/slow", 6, what="six test requests in progress")
+        t0 = time.monotonic()
+        code, _, got = s.req("GET", "/v1/integrations/slow")
+        took = time.monotonic() - t0
+        pending = sum(not f.done() for f in futs)
+        assert code == 200 and got["id"] == "slow", got
+        assert pending == 6 and took < 1.5, (pending, took)  # not queued behind the tests
+        for f in futs:
+            code, _, body = f.result()
+            assert code == 200 and body["ok"] is False and body["error"], body
