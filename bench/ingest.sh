@@ -6,6 +6,8 @@
 # integration, so every publish writes an event row and a delivery row, the rows the
 # storage limit writes; the node runs with --roles api, so nothing is delivered meanwhile.
 # Prints a JSON object with rates and ratios; the caller stores it.
+# On PostgreSQL: DB=postgres://… (an empty database for the server) and LIMIT_DB=postgres://…
+# (another empty one for the storage limit); bench/pg_ingest.py sets both up.
 # Usage: bench/ingest.sh [seconds]
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -17,7 +19,7 @@ dir=$(mktemp -d)
 port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 token=bench-$RANDOM$RANDOM
 "$bin" serve --data-dir "$dir" --listen 127.0.0.1:$port --admin-token "$token" \
-    --log-level warn --roles api --allow-private-targets >"$dir/log" 2>&1 &
+    --log-level warn --roles api --allow-private-targets ${DB:+--db "$DB"} >"$dir/log" 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; rm -rf "$dir"' EXIT
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.1; done
@@ -46,11 +48,18 @@ single_bad=$(echo "$single_out" | non202)
 batch_out=$(SLUICE_KEY=$key BATCH=100 wrk -t2 -c$conns -d${secs}s -s "$here/publish.lua" "$url/v1/events")
 batch_req=$(echo "$batch_out" | rate)
 batch_bad=$(echo "$batch_out" | non202)
-stored=$(sqlite3 "$dir/sluice.db" "SELECT COUNT(*) FROM events" 2>/dev/null || echo null)
-routed=$(sqlite3 "$dir/sluice.db" "SELECT COUNT(*) FROM deliveries" 2>/dev/null || echo null)
+count() { # table -> rows stored by the server
+    if [ -n "${DB:-}" ]; then
+        /usr/lib/postgresql/15/bin/psql "$DB" -Atc "SELECT COUNT(*) FROM $1" 2>/dev/null || echo null
+    else
+        sqlite3 "$dir/sluice.db" "SELECT COUNT(*) FROM $1" 2>/dev/null || echo null
+    fi
+}
+stored=$(count events)
+routed=$(count deliveries)
 kill $pid
 wait $pid 2>/dev/null || true
-limit=$("$limit_bin" "sqlite:$dir/limit.db" "$secs" |
+limit=$("$limit_bin" "${LIMIT_DB:-sqlite:$dir/limit.db}" "$secs" |
     /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["storage_limit_events_per_s"])')
 
 /usr/bin/python3 - "$trivial" "$single" "$batch_req" "$single_bad" "$batch_bad" "$stored" \

@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
 # `make bench`: runs every benchmark and writes bench/results/<UTC date and time>.json with
 # the machine, the commit and every figure next to the baseline measured in the same run
-# (DESIGN.md, "Performance targets"): ingest (with the storage limit), webhook delivery
+# (DESIGN.md, "Performance targets"): ingest on SQLite and on a throwaway PostgreSQL (each
+# with its storage limit), webhook delivery
 # (with wrk's raw POST rate to the same nginx), S3 uploads (with curl PUTs of the same
 # bytes) and alerting (with the same alerts stored under no policy). A benchmark that fails
 # is recorded as {"error": ...} and the others still run; the exit status is then 1.
-# Environment: BENCH_SECONDS (default 10), BENCH_ONLY="ingest webhook s3 alerting".
+# Environment: BENCH_SECONDS (default 10), BENCH_ONLY="ingest ingest_pg webhook s3 alerting".
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 bin=${SLUICE_BIN:-$here/../build/sluice}
 secs=${BENCH_SECONDS:-10}
-only=${BENCH_ONLY:-ingest webhook s3 alerting}
+only=${BENCH_ONLY:-ingest ingest_pg webhook s3 alerting}
 out="$here/results/$(date -u +%Y%m%dT%H%M%SZ).json"
 mkdir -p "$here/results"
 tmp=$(mktemp -d)
@@ -37,6 +38,7 @@ run() {
 }
 
 run ingest env SLUICE_BIN="$bin" bash "$here/ingest.sh" "$secs"
+run ingest_pg /usr/bin/python3 "$here/pg_ingest.py" "$bin" "$secs"
 run webhook /usr/bin/python3 "$here/webhook.py" "$bin"
 run s3 env SLUICE_BIN="$bin" /usr/bin/python3 "$here/s3_rate.py"
 run alerting /usr/bin/python3 "$here/alerting.py" --bin "$bin" --seconds "$secs"
@@ -55,9 +57,10 @@ report = {
     "machine": {"cpus": os.cpu_count(), "cpu": model, "kernel": platform.release()},
     "commit": commit,
 }
-ingest = part("ingest")
-if ingest is not None:
-    report["ingest"] = {"sqlite": ingest}
+ingest = {k: v for k, v in (("sqlite", part("ingest")), ("postgres", part("ingest_pg")))
+          if v is not None}
+if ingest:
+    report["ingest"] = ingest
 for name in ("webhook", "s3", "alerting"):
     got = part(name)
     if got is not None:
