@@ -241,11 +241,12 @@ enum err queue_apply_outcome(struct db *db, const struct attempt_outcome *o,
     enum err rc = insert_attempt(db, o);
     if (rc != ERR_OK)
         return rc;
-    struct db_stmt *st = db_stmt(db, "SELECT d.entity_key, d.first_attempt_at, i.state FROM "
-                                     "deliveries d JOIN integrations i ON i.tenant_id = "
-                                     "d.tenant_id AND i.id = d.integration_id WHERE d.tenant_id = "
-                                     "? AND d.id = ? AND d.state = 'in_flight' AND d.lease_owner "
-                                     "= ?");
+    struct db_stmt *st = db_stmt(
+        db, "SELECT d.entity_key, d.first_attempt_at, i.state, i.ordering, i.failing_count > 0 "
+            "OR i.failing_since IS NOT NULL OR i.lag_alerted_at IS NOT NULL, i.last_attempt_at "
+            "FROM deliveries d JOIN integrations i ON i.tenant_id = d.tenant_id AND i.id = "
+            "d.integration_id WHERE d.tenant_id = ? AND d.id = ? AND d.state = 'in_flight' AND "
+            "d.lease_owner = ?");
     db_bind_text(st, 1, o->tenant);
     db_bind_text(st, 2, o->delivery_id);
     db_bind_text(st, 3, o->node);
@@ -263,6 +264,10 @@ enum err queue_apply_outcome(struct db *db, const struct attempt_outcome *o,
     int64_t first = db_col_null(st, 1) ? o->started_at : db_col_int(st, 1);
     snprintf(istate, sizeof istate, "%s", db_col_text(st, 2));
     bool paused = !strcmp(istate, "paused");
+    /* Only entity ordering (fixed at creation) ever leaves deliveries waiting. */
+    bool ordered = !strcmp(db_col_text(st, 3), "entity");
+    bool flagged = db_col_int(st, 4) != 0;
+    int64_t last_attempt = db_col_null(st, 5) ? -1 : db_col_int(st, 5);
     db_release(db);
 
     bool success = o->status >= 200 && o->status < 300 && !o->error;
@@ -270,17 +275,21 @@ enum err queue_apply_outcome(struct db *db, const struct attempt_outcome *o,
         *kind = OUTCOME_SUCCEEDED;
         if ((rc = finish(db, o, "succeeded", now)) != ERR_OK)
             return rc;
-        st = db_stmt(db,
-                     "UPDATE integrations SET failing_since = NULL, failing_count = 0, "
-                     "last_attempt_at = ?, lag_alerted_at = NULL WHERE tenant_id = ? AND id = ?");
-        db_bind_int(st, 1, now);
-        db_bind_text(st, 2, o->tenant);
-        db_bind_text(st, 3, o->integration);
-        if ((rc = db_run(st)) != ERR_OK)
-            return rc;
+        /* The integration row is every outcome's hot spot: a success rewrites it only to
+         * clear failure state, or to move last_attempt_at on by a second or more. */
+        if (flagged || last_attempt < 0 || now - last_attempt >= 1000) {
+            st = db_stmt(db, "UPDATE integrations SET failing_since = NULL, failing_count = 0, "
+                             "last_attempt_at = ?, lag_alerted_at = NULL WHERE tenant_id = ? AND "
+                             "id = ?");
+            db_bind_int(st, 1, now);
+            db_bind_text(st, 2, o->tenant);
+            db_bind_text(st, 3, o->integration);
+            if ((rc = db_run(st)) != ERR_OK)
+                return rc;
+        }
         if ((rc = resolve_recovered(db, o, key, now)) != ERR_OK)
             return rc;
-        return promote_next(db, o->tenant, o->integration, key, paused, now);
+        return ordered ? promote_next(db, o->tenant, o->integration, key, paused, now) : ERR_OK;
     }
     /* A failed attempt: count it toward auto-pause. */
     st = db_stmt(db, "UPDATE integrations SET failing_since = COALESCE(failing_since, ?), "
@@ -304,7 +313,8 @@ enum err queue_apply_outcome(struct db *db, const struct attempt_outcome *o,
                  o->status);
         if ((rc = delivery_alert(db, o, "event_stream.event_rejected", key, msg)) != ERR_OK)
             return rc;
-        if ((rc = promote_next(db, o->tenant, o->integration, key, paused, now)) != ERR_OK)
+        if (ordered &&
+            (rc = promote_next(db, o->tenant, o->integration, key, paused, now)) != ERR_OK)
             return rc;
         if (o->status == 410 && !paused)
             rc = queue_system_pause(db, o->tenant, o->integration,
@@ -322,7 +332,8 @@ enum err queue_apply_outcome(struct db *db, const struct attempt_outcome *o,
                      o->event_id, o->attempt, o->status);
         if ((rc = delivery_alert(db, o, "event_stream.delivery_failed", key, msg)) != ERR_OK)
             return rc;
-        rc = promote_next(db, o->tenant, o->integration, key, paused, now);
+        if (ordered)
+            rc = promote_next(db, o->tenant, o->integration, key, paused, now);
     } else {
         *kind = OUTCOME_RETRY;
         int64_t delay = retry_next_delay(o->attempt, o->retry_after);
@@ -431,49 +442,60 @@ enum err queue_stop_ended(struct db *db, int64_t *n)
     return ERR_OK;
 }
 
-enum err queue_check_lag(struct db *db, int64_t lag_ms, int64_t *n)
+enum err queue_find_lagging(struct db *db, int64_t lag_ms, struct lag_candidate *out, int max,
+                            int *n)
 {
     *n = 0;
-    int64_t now = time_now_ms();
     struct db_stmt *st = db_stmt(
         db, "SELECT d.tenant_id, d.integration_id, MIN(d.created_at) FROM deliveries d JOIN "
             "integrations i ON i.tenant_id = d.tenant_id AND i.id = d.integration_id WHERE "
             "d.state IN ('waiting', 'pending', 'in_flight') AND i.lag_alerted_at IS NULL "
-            "GROUP BY d.tenant_id, d.integration_id HAVING MIN(d.created_at) < ? LIMIT 100");
-    db_bind_int(st, 1, now - lag_ms);
-    char ids[100][2][72];
-    int64_t oldest[100];
-    int k = 0;
+            "GROUP BY d.tenant_id, d.integration_id HAVING MIN(d.created_at) < ? LIMIT ?");
+    db_bind_int(st, 1, time_now_ms() - lag_ms);
+    db_bind_int(st, 2, max);
     enum err rc;
-    while (k < 100 && (rc = db_next(st)) == ERR_OK) {
-        snprintf(ids[k][0], 72, "%s", db_col_text(st, 0));
-        snprintf(ids[k][1], 72, "%s", db_col_text(st, 1));
-        oldest[k] = db_col_int(st, 2);
-        k++;
+    while (*n < max && (rc = db_next(st)) == ERR_OK) {
+        struct lag_candidate *c = &out[(*n)++];
+        snprintf(c->tenant, sizeof c->tenant, "%s", db_col_text(st, 0));
+        snprintf(c->integration, sizeof c->integration, "%s", db_col_text(st, 1));
+        c->oldest = db_col_int(st, 2);
     }
     db_release(db);
-    for (int i = 0; i < k; i++) {
+    return rc == ERR_DONE || rc == ERR_OK ? ERR_OK : rc;
+}
+
+enum err queue_alert_lagging(struct db *db, const struct lag_candidate *c, int n, int64_t lag_ms,
+                             int64_t *alerted)
+{
+    *alerted = 0;
+    int64_t now = time_now_ms();
+    for (int i = 0; i < n; i++) {
+        /* Claim the episode first: another node, or a success since the scan, may have
+         * settled it (a success clears lag_alerted_at; then the next scan decides again). */
+        struct db_stmt *st = db_stmt(db, "UPDATE integrations SET lag_alerted_at = ? WHERE "
+                                         "tenant_id = ? AND id = ? AND lag_alerted_at IS NULL");
+        db_bind_int(st, 1, now);
+        db_bind_text(st, 2, c[i].tenant);
+        db_bind_text(st, 3, c[i].integration);
+        enum err rc = db_run(st);
+        if (rc != ERR_OK)
+            return rc;
+        if (db_changes(st) == 0)
+            continue;
         char msg[300], details[200];
         snprintf(msg, sizeof msg,
                  "lagging: the oldest undelivered event has waited %lld ms (limit %lld ms)",
-                 (long long)(now - oldest[i]), (long long)lag_ms);
+                 (long long)(now - c[i].oldest), (long long)lag_ms);
         snprintf(details, sizeof details, "{\"reason\":\"lagging\",\"lag_ms\":%lld}",
-                 (long long)(now - oldest[i]));
+                 (long long)(now - c[i].oldest));
         struct alert_in a = {.event = "event_stream.delivery_failed",
-                             .connection = ids[i][1],
+                             .connection = c[i].integration,
                              .message = msg,
                              .details = details,
                              .occurred_at = now};
-        if ((rc = alert_record(db, ids[i][0], &a, NULL)) != ERR_OK)
+        if ((rc = alert_record(db, c[i].tenant, &a, NULL)) != ERR_OK)
             return rc;
-        st = db_stmt(db,
-                     "UPDATE integrations SET lag_alerted_at = ? WHERE tenant_id = ? AND id = ?");
-        db_bind_int(st, 1, now);
-        db_bind_text(st, 2, ids[i][0]);
-        db_bind_text(st, 3, ids[i][1]);
-        if ((rc = db_run(st)) != ERR_OK)
-            return rc;
-        (*n)++;
+        (*alerted)++;
     }
     return ERR_OK;
 }

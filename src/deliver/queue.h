@@ -63,9 +63,19 @@ enum err queue_system_pause(struct db *db, const char *tenant, const char *integ
 
 /* Returns expired leases (or every lease with all == true, SQLite start-up) to pending. */
 enum err queue_release_leases(struct db *db, bool all, int64_t *n);
-/* Records an event_stream.delivery_failed alert (reason "lagging") for every integration
- * whose oldest unfinished, unpaused delivery is older than lag_ms, once per episode. */
-enum err queue_check_lag(struct db *db, int64_t lag_ms, int64_t *n);
+/* The lag check, in two halves so the scan of unfinished rows never runs inside the
+ * writer's transaction. queue_find_lagging (any thread, on its read connection) lists up to
+ * max integrations not yet alerted whose oldest unfinished, unpaused delivery was created
+ * before now - lag_ms; queue_alert_lagging (writer) records an event_stream.delivery_failed
+ * alert (reason "lagging") for each that is still not alerted, once per episode. */
+struct lag_candidate {
+    char tenant[72], integration[72];
+    int64_t oldest;
+};
+enum err queue_find_lagging(struct db *db, int64_t lag_ms, struct lag_candidate *out, int max,
+                            int *n);
+enum err queue_alert_lagging(struct db *db, const struct lag_candidate *c, int n, int64_t lag_ms,
+                             int64_t *alerted);
 
 /* Retention, for one tenant: deletes up to `limit` finished deliveries (with their attempts)
  * created before deliveries_before, and events published before events_before that have no

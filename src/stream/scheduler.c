@@ -27,14 +27,17 @@ static struct {
 
 #define LAG_LIMIT_MS (15 * 60 * 1000) /* the seed's promise: webhooks within 15 minutes */
 #define LAG_CHECK_EVERY 20            /* ticks (5 s): the check scans unfinished rows */
+#define LAG_MAX 100                   /* integrations alerted per check */
 
 #define PURGE_EVERY 8 /* ticks (2 s) */
 #define PURGE_LIMIT 5000
 
 struct tick {
     int64_t released, stopped, lagging, auto_closed;
+    struct lag_candidate lag[LAG_MAX];
+    int nlag;
     int64_t purged_deliveries, purged_events, purged_alerts, purged_tasks;
-    bool check_lag, purge;
+    bool purge;
 };
 
 static const struct config *g_cfg;
@@ -71,8 +74,8 @@ static enum err tick_run(struct db *db, void *arg)
     enum err rc = queue_release_leases(db, false, &t->released);
     if (rc == ERR_OK)
         rc = queue_stop_ended(db, &t->stopped);
-    if (rc == ERR_OK && t->check_lag)
-        rc = queue_check_lag(db, time_scaled(LAG_LIMIT_MS), &t->lagging);
+    if (rc == ERR_OK && t->nlag)
+        rc = queue_alert_lagging(db, t->lag, t->nlag, time_scaled(LAG_LIMIT_MS), &t->lagging);
     if (rc == ERR_OK && g.alerts)
         rc = issues_auto_close(db, time_now_ms(), &t->auto_closed);
     if (rc == ERR_OK && t->purge)
@@ -99,9 +102,18 @@ static void *scheduler_main(void *arg)
             break;
         pthread_mutex_unlock(&g.lock);
         ticks++;
-        struct tick t = {.check_lag = ticks % LAG_CHECK_EVERY == 0,
-                         .purge = ticks % PURGE_EVERY == 0};
-        enum err rc = store_write(tick_run, &t, 0);
+        struct tick t = {.purge = ticks % PURGE_EVERY == 0};
+        enum err rc = ERR_OK;
+        if (ticks % LAG_CHECK_EVERY == 0) {
+            /* The scan reads on this thread's own connection, outside the writer. */
+            struct db *rdb = store_reader();
+            if (rdb)
+                rc = queue_find_lagging(rdb, time_scaled(LAG_LIMIT_MS), t.lag, LAG_MAX, &t.nlag);
+            store_reader_release();
+            if (rc != ERR_OK)
+                log_warn("scheduler", "lag check: %s", err_name(rc));
+        }
+        rc = store_write(tick_run, &t, 0);
         if (rc == ERR_OK && t.released)
             log_info("scheduler", "%lld expired lease(s) returned to pending",
                      (long long)t.released);

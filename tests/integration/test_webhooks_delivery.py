@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from conftest import wait_for
 from receiver import SLOW, parse_time, verify_each, verify_signatures
 
 ENVELOPE_KEYS = {"id", "type", "name", "entity", "entity_id", "sequence", "occurred_at",
@@ -508,3 +509,25 @@ def test_entity_ordering_under_concurrency_and_retries(stream):
     later_a = [r.seq for r in reqs if r.json["entity_id"] == "A" and r.json["sequence"] > 1]
     assert all(x > a_first_ok for x in later_a)
     assert len([r for r in reqs if r.answer == 200]) == total
+
+
+def test_lag_alert_once_per_episode(stream):
+    # --time-scale 600: the 15-minute lag limit is 1.5 s; the check runs every 5 s.
+    s = stream(args=["--time-scale", "600"])
+    s.create("erp")
+    s.create("ok", events=["order"])
+    s.rcv.set("/erp", 500)  # retried for (scaled) hours: the event stays pending
+    ids = s.publish([{"type": "order.created", "entity_id": "O-1", "payload": {}}])
+    s.wait_status("ok", ids, "success")
+
+    def lagging():
+        return [a for a in s.alerts("event_stream.delivery_failed")
+                if "lagging" in a["message"]] or None
+
+    (lag,) = wait_for(lagging, 20, interval=0.2, what="the lag alert")
+    assert lag["connection"] == "erp" and json.loads(lag["details"])["reason"] == "lagging"
+    assert s.get("erp")["stats"]["pending"] == 1
+    # Two more checks run (every 5 s) while it still lags: still one alert for the episode,
+    # and none for the integration that keeps up.
+    time.sleep(11)
+    assert [a["connection"] for a in lagging()] == ["erp"]
