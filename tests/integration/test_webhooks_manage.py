@@ -10,7 +10,7 @@ import subprocess
 import time
 
 from conftest import PG_BIN, assert_problem, make_key, make_tenant
-from receiver import fmt_time, verify_signatures
+from receiver import fmt_time, parse_time, verify_signatures
 
 
 def idle(seconds):
@@ -511,9 +511,13 @@ def test_secrets_survive_restart_and_master_key_must_match(stream, tmp_path):
 
 def test_future_start_at_routes_only_later_events(stream):
     s = stream()
-    s.create("later", start_at=fmt_time(time.time() + 1.0))
+    start = time.time() + 3.0
+    s.create("later", start_at=fmt_time(start))
     early = s.publish([order("O-1")])
-    time.sleep(1.1)
+    # The premise: the first event was published before start_at (3 s of margin).
+    assert parse_time(s.ok("GET", f"/v1/events/{early[0]}")["published_at"]).timestamp() < start
+    while time.time() < start + 0.01:  # a clock condition, not a guess
+        time.sleep(0.05)
     late = s.publish([order("O-1", "order.updated")])
     s.wait_status("later", late, "success")
     assert [r["event_id"] for r in s.events("later")] == late
