@@ -37,6 +37,7 @@ static struct {
     struct route_metrics *rm;
     struct metric unmatched[3];
     _Atomic int deferred;
+    bool closing;  /* under lock: http_stop has waited out the deferrals; no new ones */
     bool api_role; /* false: only the unauthenticated operational endpoints are served */
     pthread_mutex_t lock;
     pthread_cond_t cond;
@@ -192,13 +193,31 @@ static void job_done(void *arg, enum err rc)
     }
 }
 
+/* Counts a deferral in g.deferred, unless the server is closing: then answers 503 (the
+ * daemon must never stop with a suspended connection) and returns false. */
+static bool defer_admit(struct http_req *req)
+{
+    pthread_mutex_lock(&g.lock);
+    bool closing = g.closing;
+    if (!closing)
+        atomic_fetch_add(&g.deferred, 1);
+    pthread_mutex_unlock(&g.lock);
+    if (closing) {
+        http_problem(req, 503, "the server is shutting down; retry on another node or later", NULL);
+        http_add_header(req, "Connection", "close");
+    }
+    return !closing;
+}
+
 void http_defer(struct http_req *req, enum err (*run)(struct db *db, void *ctx),
                 void (*finish)(struct http_req *req), void *ctx, void (*ctx_free)(void *ctx),
                 unsigned wake)
 {
     req->finish = finish;
-    req->ctx = ctx;
+    req->ctx = ctx; /* freed with the request, whatever happens below */
     req->ctx_free = ctx_free;
+    if (!defer_admit(req))
+        return;
     req->defer_run = run;
     req->job.run = job_run;
     req->job.done = job_done;
@@ -206,7 +225,6 @@ void http_defer(struct http_req *req, enum err (*run)(struct db *db, void *ctx),
     req->job.wake = wake;
     req->deferred = true;
     req->state = REQ_SUSPENDED;
-    atomic_fetch_add(&g.deferred, 1);
     /* Suspend first: the writer may finish the job before this thread returns. */
     MHD_suspend_connection(req->conn);
     store_submit(&req->job);
@@ -229,21 +247,22 @@ void http_defer_blocking(struct http_req *req, void (*work)(void *ctx),
                          void (*finish)(struct http_req *req), void *ctx,
                          void (*ctx_free)(void *ctx))
 {
+    req->finish = finish;
+    req->ctx = ctx; /* freed with the request, whatever happens below */
+    req->ctx_free = ctx_free;
     if (atomic_fetch_add(&blocking_running, 1) >= BLOCKING_MAX) {
         atomic_fetch_sub(&blocking_running, 1);
-        if (ctx_free)
-            ctx_free(ctx);
         http_problem(req, 503, "too many test actions are in progress; retry shortly", NULL);
         http_add_header(req, "Retry-After", "5");
         return;
     }
-    req->finish = finish;
-    req->ctx = ctx;
-    req->ctx_free = ctx_free;
+    if (!defer_admit(req)) { /* shutdown waits for the thread's answer once admitted */
+        atomic_fetch_sub(&blocking_running, 1);
+        return;
+    }
     req->blocking_work = work;
     req->deferred = true;
     req->state = REQ_SUSPENDED;
-    atomic_fetch_add(&g.deferred, 1); /* shutdown waits for the thread's answer */
     MHD_suspend_connection(req->conn);
     pthread_attr_t attr;
     pthread_attr_init(&attr);
@@ -483,6 +502,7 @@ enum err http_start(const struct config *cfg, const struct route *routes, char *
     g.nroutes = 0;
     while (routes[g.nroutes].method)
         g.nroutes++;
+    g.closing = false;
     register_metrics();
     ratelimit_configure(cfg->rate_limit);
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
@@ -521,6 +541,7 @@ void http_stop(void)
     pthread_mutex_lock(&g.lock);
     while (atomic_load(&g.deferred) > 0)
         pthread_cond_wait(&g.cond, &g.lock);
+    g.closing = true; /* from now on a deferral is answered 503 instead of suspended */
     pthread_mutex_unlock(&g.lock);
     /* Give resumed connections a moment to write their answers before the daemon stops. */
     for (int i = 0; i < 50; i++) {

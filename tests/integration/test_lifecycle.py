@@ -115,3 +115,41 @@ def test_sigterm_during_publish_burst_loses_nothing(server):
     assert not lost, f"{len(lost)} of {len(accepted)} acknowledged events were lost"
     for cid, eid in accepted.items():
         assert stored[cid] == eid, "the stored id is the one the 202 named"
+
+
+def test_sigterm_with_a_test_action_arriving_on_a_kept_alive_connection(start_server, db):
+    """A test action (sent from its own thread) that arrives on a kept-alive connection
+    while the server drains at SIGTERM is answered (503) or cut off, never left suspended:
+    libmicrohttpd aborts the process if it stops with a suspended connection."""
+    import signal
+    import time
+
+    from receiver import Receiver
+
+    rcv = Receiver()
+    rcv.set("/slow", "hang")
+    try:
+        srv = start_server(db=db, args=["--allow-private-targets", "--webhook-timeout", "5s"])
+        make_tenant(srv, "acme")
+        key = make_key(srv, "acme", ["tools:manage", "tools:view"])
+        assert srv.request("POST", "/v1/integrations", {
+            "id": "slow", "events": ["order"],
+            "target": {"type": "webhook", "url": rcv.url("/slow")}}, token=key)[0] == 201
+        conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=30 * SLOW)
+        hdrs = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+        conn.request("GET", "/v1/integrations/slow", headers=hdrs)
+        assert conn.getresponse().read()  # the connection is open and kept alive
+        srv.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.1)  # inside the server's drain window for open connections
+        try:
+            conn.request("POST", "/v1/integrations/slow/test", body="{}", headers=hdrs)
+            resp = conn.getresponse()
+            assert resp.status in (200, 503), resp.status
+            resp.read()
+        except (OSError, http.client.HTTPException):
+            pass  # cut off by the stop: fine
+        finally:
+            conn.close()
+        assert srv.stop() == 0  # no abort (exit -6) on the way out
+    finally:
+        rcv.stop()
