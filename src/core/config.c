@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "core/timeutil.h"
@@ -297,8 +298,8 @@ int config_parse(struct config *cfg, int argc, char **argv, FILE *out, FILE *err
         fprintf(err, "sluice: connection limits must be at least 1\n");
         return -1;
     }
-    if (cfg->smtp_url && strncmp(cfg->smtp_url, "smtp://", 7) != 0 &&
-        strncmp(cfg->smtp_url, "smtps://", 8) != 0) {
+    if (cfg->smtp_url && strncasecmp(cfg->smtp_url, "smtp://", 7) != 0 &&
+        strncasecmp(cfg->smtp_url, "smtps://", 8) != 0) {
         fprintf(err, "sluice: --smtp-url must start with smtp:// or smtps://\n");
         return -1;
     }

@@ -401,10 +401,13 @@ enum err queue_release_leases(struct db *db, bool all, int64_t *n)
 {
     struct db_stmt *st =
         /* S3 batch members are in_flight without a lease: their batch owns them. */
+        /* An attempt whose outcome never came still started the 24 h clock (at its claim). */
         all ? db_stmt(db, "UPDATE deliveries SET state = 'pending', lease_owner = NULL, "
-                          "lease_until = NULL WHERE state = 'in_flight' AND batch_id IS NULL")
+                          "lease_until = NULL, first_attempt_at = COALESCE(first_attempt_at, "
+                          "last_attempt_at) WHERE state = 'in_flight' AND batch_id IS NULL")
             : db_stmt(db, "UPDATE deliveries SET state = 'pending', lease_owner = NULL, "
-                          "lease_until = NULL WHERE state = 'in_flight' AND lease_until < ?");
+                          "lease_until = NULL, first_attempt_at = COALESCE(first_attempt_at, "
+                          "last_attempt_at) WHERE state = 'in_flight' AND lease_until < ?");
     if (!all)
         db_bind_int(st, 1, time_now_ms());
     enum err rc = db_run(st);
@@ -470,8 +473,9 @@ enum err queue_alert_lagging(struct db *db, const struct lag_candidate *c, int n
     *alerted = 0;
     int64_t now = time_now_ms();
     for (int i = 0; i < n; i++) {
-        /* Claim the episode first: another node, or a success since the scan, may have
-         * settled it (a success clears lag_alerted_at; then the next scan decides again). */
+        /* Claim the episode first, so several nodes alert once. The scan's answer may be a
+         * few ms old: if the oldest delivery succeeded meanwhile the alert still goes (the
+         * lag was real when measured), and the next success ends the episode. */
         struct db_stmt *st = db_stmt(db, "UPDATE integrations SET lag_alerted_at = ? WHERE "
                                          "tenant_id = ? AND id = ? AND lag_alerted_at IS NULL");
         db_bind_int(st, 1, now);

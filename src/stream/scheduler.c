@@ -37,7 +37,7 @@ struct tick {
     struct lag_candidate lag[LAG_MAX];
     int nlag;
     int64_t purged_deliveries, purged_events, purged_alerts, purged_tasks;
-    bool purge;
+    bool purge, purge_alerts;
 };
 
 static const struct config *g_cfg;
@@ -51,10 +51,11 @@ static enum err purge(struct db *db, struct tick *t)
     enum err rc = store_tenant_ids(db, &tenants, &n);
     int64_t now = time_now_ms();
     for (size_t i = 0; i < n && rc == ERR_OK; i++) {
-        int64_t d, e, a = 0, k = 0;
-        rc = queue_purge(db, tenants[i], now - g_cfg->retention_deliveries_ms,
-                         now - g_cfg->retention_events_ms, PURGE_LIMIT, &d, &e);
-        if (rc == ERR_OK && g.alerts)
+        int64_t d = 0, e = 0, a = 0, k = 0;
+        if (t->purge)
+            rc = queue_purge(db, tenants[i], now - g_cfg->retention_deliveries_ms,
+                             now - g_cfg->retention_events_ms, PURGE_LIMIT, &d, &e);
+        if (rc == ERR_OK && t->purge_alerts)
             rc =
                 alerts_purge(db, tenants[i], now - g_cfg->retention_alerts_ms, PURGE_LIMIT, &a, &k);
         if (rc == ERR_OK) {
@@ -78,7 +79,7 @@ static enum err tick_run(struct db *db, void *arg)
         rc = queue_alert_lagging(db, t->lag, t->nlag, time_scaled(LAG_LIMIT_MS), &t->lagging);
     if (rc == ERR_OK && g.alerts)
         rc = issues_auto_close(db, time_now_ms(), &t->auto_closed);
-    if (rc == ERR_OK && t->purge)
+    if (rc == ERR_OK && (t->purge || t->purge_alerts))
         rc = purge(db, t);
     return rc;
 }
@@ -102,7 +103,17 @@ static void *scheduler_main(void *arg)
             break;
         pthread_mutex_unlock(&g.lock);
         ticks++;
-        struct tick t = {.purge = ticks % PURGE_EVERY == 0};
+        /* The alert purge walks the old alerts that open issues hold on every pass, inside
+         * the writer's transaction: it runs every quarter retention period, at most every
+         * minute (every 2 s with tiny test retentions). */
+        int64_t alerts_every = g_cfg->retention_alerts_ms / 4;
+        if (alerts_every > 60000)
+            alerts_every = 60000;
+        unsigned alerts_ticks = (unsigned)(alerts_every / TICK_MS);
+        if (alerts_ticks < PURGE_EVERY)
+            alerts_ticks = PURGE_EVERY;
+        struct tick t = {.purge = ticks % PURGE_EVERY == 0,
+                         .purge_alerts = g.alerts && ticks % alerts_ticks == 0};
         enum err rc = ERR_OK;
         if (ticks % LAG_CHECK_EVERY == 0) {
             /* The scan reads on this thread's own connection, outside the writer. */
