@@ -32,13 +32,19 @@ enum err db_open(const char *url, struct db **out, char *errmsg, size_t errlen)
     return ERR_OK;
 }
 
+static void param_clear(struct db_param *p)
+{
+    if (p->heap)
+        free(p->text);
+    p->text = NULL;
+    p->heap = false;
+    p->is_int = false;
+}
+
 static void clear_params(struct db_stmt *st)
 {
-    for (int i = 0; i < st->nparams && i < DB_MAX_PARAMS; i++) {
-        free(st->params[i].text);
-        st->params[i].text = NULL;
-        st->params[i].is_int = false;
-    }
+    for (int i = 0; i < st->nparams && i < DB_MAX_PARAMS; i++)
+        param_clear(&st->params[i]);
 }
 
 static void stmt_reset(struct db_stmt *st)
@@ -137,9 +143,18 @@ void db_bind_text(struct db_stmt *st, int i, const char *s)
     if (i < 1 || i > DB_MAX_PARAMS)
         return;
     struct db_param *p = &st->params[i - 1];
-    free(p->text);
-    p->text = s ? xstrdup(s) : NULL;
-    p->is_int = false;
+    param_clear(p);
+    if (!s)
+        return;
+    size_t n = strlen(s);
+    if (n < DB_PARAM_INLINE) {
+        memcpy(p->inline_text, s, n + 1);
+        p->text = p->inline_text;
+    } else {
+        p->text = xmalloc(n + 1);
+        memcpy(p->text, s, n + 1);
+        p->heap = true;
+    }
 }
 
 void db_bind_int(struct db_stmt *st, int i, int64_t v)
@@ -147,8 +162,9 @@ void db_bind_int(struct db_stmt *st, int i, int64_t v)
     if (i < 1 || i > DB_MAX_PARAMS)
         return;
     struct db_param *p = &st->params[i - 1];
-    free(p->text);
-    p->text = xasprintf("%" PRId64, v);
+    param_clear(p);
+    snprintf(p->inline_text, sizeof p->inline_text, "%" PRId64, v); /* PostgreSQL's form */
+    p->text = p->inline_text;
     p->ival = v;
     p->is_int = true;
 }

@@ -92,10 +92,14 @@ struct db_driver {
 
 #define DB_MAX_PARAMS 64
 
+#define DB_PARAM_INLINE 48 /* ids, names and numbers fit without an allocation */
+
 struct db_param {
-    char *text; /* NULL: SQL NULL */
+    char *text; /* NULL: SQL NULL; else inline or (owned) on the heap */
     int64_t ival;
     bool is_int;
+    bool heap; /* text was allocated and is freed on the next bind or reset */
+    char inline_text[DB_PARAM_INLINE];
 };
 
 struct db_stmt {

@@ -1,6 +1,7 @@
 /* SQLite driver for the facade: WAL, synchronous=FULL (an acknowledged write survives power
  * loss), busy timeout. One connection per thread; the writer thread holds the only one
  * that writes. */
+#include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <string.h>
@@ -17,8 +18,17 @@ static enum err fail(struct db *db, int rc)
     return ERR_STORAGE;
 }
 
+/* Process-wide settings, before the library initializes: no memory statistics (they take
+ * a global mutex on every allocation; nothing reads them). */
+static void sq_configure(void)
+{
+    sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+}
+
 static enum err sq_open(struct db *db, const char *url, char *errmsg, size_t errlen)
 {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, sq_configure);
     const char *path = url + strlen("sqlite:");
     sqlite3 *conn = NULL;
     int rc = sqlite3_open_v2(
