@@ -456,7 +456,7 @@ enum err queue_find_lagging(struct db *db, int64_t lag_ms, struct lag_candidate 
             "GROUP BY d.tenant_id, d.integration_id HAVING MIN(d.created_at) < ? LIMIT ?");
     db_bind_int(st, 1, time_now_ms() - lag_ms);
     db_bind_int(st, 2, max);
-    enum err rc;
+    enum err rc = ERR_OK;
     while (*n < max && (rc = db_next(st)) == ERR_OK) {
         struct lag_candidate *c = &out[(*n)++];
         snprintf(c->tenant, sizeof c->tenant, "%s", db_col_text(st, 0));
