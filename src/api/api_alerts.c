@@ -276,50 +276,26 @@ void api_alerts_list(struct http_req *req)
         return;
     static const char *const filters[] = {"event",     "category", "connection",
                                           "entity_id", "task_id",  NULL};
-    const char *vals[8];
-    int nv = 0;
-    struct buf sql = BUF_INIT;
+    struct db_query q;
     const char *issue = http_query(req, "issue_id");
     if (issue)
-        buf_puts(&sql, "SELECT " ALERT_COLS " FROM issue_alerts ia JOIN alerts a ON a.tenant_id "
-                       "= ia.tenant_id AND a.id = ia.alert_id WHERE ia.tenant_id = ? AND "
-                       "ia.issue_id = ?");
+        db_query_init(&q, "SELECT " ALERT_COLS " FROM issue_alerts ia JOIN alerts a ON "
+                          "a.tenant_id = ia.tenant_id AND a.id = ia.alert_id WHERE ia.tenant_id "
+                          "= ? AND ia.issue_id = ?");
     else
-        buf_puts(&sql, "SELECT " ALERT_COLS " FROM alerts a WHERE a.tenant_id = ?");
-    for (int i = 0; filters[i]; i++) {
-        const char *q = http_query(req, filters[i]);
-        if (q) {
-            buf_printf(&sql, " AND a.%s = ?", filters[i]);
-            vals[nv++] = q;
-        }
-    }
-    char lo[ID_MAX], hi[ID_MAX];
-    if (from >= 0) {
-        id_floor("alr", from, lo);
-        buf_puts(&sql, " AND a.id >= ?");
-    }
-    if (to >= 0) {
-        id_floor("alr", to, hi);
-        buf_puts(&sql, " AND a.id < ?");
-    }
-    if (cursor)
-        buf_puts(&sql, " AND a.id < ?");
-    buf_puts(&sql, " ORDER BY a.id DESC LIMIT ?");
-    struct db_stmt *st = db_stmt(db, sql.data);
-    int k = 1;
-    db_bind_text(st, k++, req->auth.tenant);
+        db_query_init(&q, "SELECT " ALERT_COLS " FROM alerts a WHERE a.tenant_id = ?");
+    db_query_arg(&q, req->auth.tenant);
     if (issue)
-        db_bind_text(st, k++, issue);
-    for (int i = 0; i < nv; i++)
-        db_bind_text(st, k++, vals[i]);
-    if (from >= 0)
-        db_bind_text(st, k++, lo);
-    if (to >= 0)
-        db_bind_text(st, k++, hi);
-    if (cursor)
-        db_bind_text(st, k++, cursor);
-    db_bind_int(st, k, limit + 1);
-    buf_cleanup(&sql);
+        db_query_arg(&q, issue);
+    for (int i = 0; filters[i]; i++) {
+        char clause[64];
+        snprintf(clause, sizeof clause, " AND a.%s = ?", filters[i]);
+        db_query_where(&q, clause, http_query(req, filters[i]));
+    }
+    db_query_since(&q, "a.id", "alr", from);
+    db_query_before(&q, "a.id", "alr", to);
+    db_query_where(&q, " AND a.id < ?", cursor);
+    struct db_stmt *st = db_query_stmt(db, &q, " ORDER BY a.id DESC LIMIT ?", limit + 1);
     json_t *arr = json_array();
     enum err rc;
     while ((rc = db_next(st)) == ERR_OK)
@@ -648,30 +624,14 @@ void api_tasks_list(struct http_req *req)
         return;
     const char *conn = http_query(req, "connection"), *kind = http_query(req, "kind"),
                *status = http_query(req, "status");
-    struct buf sql = BUF_INIT;
-    buf_puts(&sql, "SELECT id FROM tasks WHERE tenant_id = ?");
-    if (conn)
-        buf_puts(&sql, " AND connection = ?");
-    if (kind)
-        buf_puts(&sql, " AND kind = ?");
-    if (status)
-        buf_puts(&sql, " AND status = ?");
-    if (cursor)
-        buf_puts(&sql, " AND id < ?");
-    buf_puts(&sql, " ORDER BY id DESC LIMIT ?");
-    struct db_stmt *st = db_stmt(db, sql.data);
-    buf_cleanup(&sql);
-    int k = 1;
-    db_bind_text(st, k++, req->auth.tenant);
-    if (conn)
-        db_bind_text(st, k++, conn);
-    if (kind)
-        db_bind_text(st, k++, kind);
-    if (status)
-        db_bind_text(st, k++, status);
-    if (cursor)
-        db_bind_text(st, k++, cursor);
-    db_bind_int(st, k, limit + 1);
+    struct db_query q;
+    db_query_init(&q, "SELECT id FROM tasks WHERE tenant_id = ?");
+    db_query_arg(&q, req->auth.tenant);
+    db_query_where(&q, " AND connection = ?", conn);
+    db_query_where(&q, " AND kind = ?", kind);
+    db_query_where(&q, " AND status = ?", status);
+    db_query_where(&q, " AND id < ?", cursor);
+    struct db_stmt *st = db_query_stmt(db, &q, " ORDER BY id DESC LIMIT ?", limit + 1);
     json_t *ids = json_array();
     enum err rc;
     while ((rc = db_next(st)) == ERR_OK)

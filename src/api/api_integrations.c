@@ -550,42 +550,22 @@ void api_integrations_events(struct http_req *req)
     if (!db || !load_path_integration(req, db, &in))
         return;
     integration_cleanup(&in);
-    struct buf sql = BUF_INIT;
-    buf_puts(&sql, "SELECT d.event_id, e.type, e.entity_id, d.state, d.attempts, "
-                   "d.last_attempt_at, d.last_status, d.last_error, (SELECT b.object_key FROM "
-                   "s3_batches b WHERE b.tenant_id = d.tenant_id AND b.id = d.batch_id), d.id "
-                   "FROM deliveries d LEFT JOIN events e ON e.tenant_id = d.tenant_id AND "
-                   "e.id = d.event_id WHERE d.tenant_id = ? AND d.integration_id = ?");
-    if (entity)
-        buf_puts(&sql, " AND e.entity_id = ?");
-    if (states)
-        buf_printf(&sql, " AND d.state IN %s", states);
-    if (from >= 0)
-        buf_puts(&sql, " AND d.id >= ?");
-    if (to >= 0)
-        buf_puts(&sql, " AND d.id < ?");
-    if (cursor)
-        buf_puts(&sql, " AND d.id < ?");
-    buf_puts(&sql, " ORDER BY d.id DESC LIMIT ?");
-    struct db_stmt *st = db_stmt(db, sql.data);
-    buf_cleanup(&sql);
-    int i = 1;
-    char b1[ID_MAX], b2[ID_MAX];
-    db_bind_text(st, i++, req->auth.tenant);
-    db_bind_text(st, i++, http_param(req, 0));
-    if (entity)
-        db_bind_text(st, i++, entity);
-    if (from >= 0) {
-        id_floor("dlv", from, b1);
-        db_bind_text(st, i++, b1);
-    }
-    if (to >= 0) {
-        id_floor("dlv", to, b2);
-        db_bind_text(st, i++, b2);
-    }
-    if (cursor)
-        db_bind_text(st, i++, cursor);
-    db_bind_int(st, i, limit + 1);
+    struct db_query q;
+    db_query_init(&q, "SELECT d.event_id, e.type, e.entity_id, d.state, d.attempts, "
+                      "d.last_attempt_at, d.last_status, d.last_error, (SELECT b.object_key "
+                      "FROM s3_batches b WHERE b.tenant_id = d.tenant_id AND b.id = "
+                      "d.batch_id), d.id FROM deliveries d LEFT JOIN events e ON e.tenant_id = "
+                      "d.tenant_id AND e.id = d.event_id WHERE d.tenant_id = ? AND "
+                      "d.integration_id = ?");
+    db_query_arg(&q, req->auth.tenant);
+    db_query_arg(&q, http_param(req, 0));
+    db_query_where(&q, " AND e.entity_id = ?", entity);
+    if (states) /* a fixed list of literals, chosen by ?status= */
+        buf_printf(&q.sql, " AND d.state IN %s", states);
+    db_query_since(&q, "d.id", "dlv", from);
+    db_query_before(&q, "d.id", "dlv", to);
+    db_query_where(&q, " AND d.id < ?", cursor);
+    struct db_stmt *st = db_query_stmt(db, &q, " ORDER BY d.id DESC LIMIT ?", limit + 1);
     json_t *arr = json_array(), *next = json_null();
     enum err rc;
     char last[ID_MAX] = "";

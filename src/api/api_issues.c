@@ -459,45 +459,20 @@ void api_issues_list(struct http_req *req)
     if (!db)
         return;
     const char *policy = http_query(req, "policy_id"), *conn = http_query(req, "connection");
-    struct buf sql = BUF_INIT;
-    buf_puts(&sql, "SELECT " ISSUE_COLS " FROM issues i WHERE tenant_id = ?");
-    if (status)
-        buf_puts(&sql, " AND status = ?");
-    if (policy)
-        buf_puts(&sql, " AND policy_id = ?");
-    if (conn)
-        buf_puts(&sql, " AND EXISTS (SELECT 1 FROM issue_alerts ia JOIN alerts a ON a.tenant_id "
-                       "= ia.tenant_id AND a.id = ia.alert_id WHERE ia.tenant_id = i.tenant_id "
-                       "AND ia.issue_id = i.id AND a.connection = ?)");
-    char lo[ID_MAX], hi[ID_MAX];
-    if (from >= 0) {
-        id_floor("iss", from, lo);
-        buf_puts(&sql, " AND id >= ?");
-    }
-    if (to >= 0) {
-        id_floor("iss", to, hi);
-        buf_puts(&sql, " AND id < ?");
-    }
-    if (cursor)
-        buf_puts(&sql, " AND id < ?");
-    buf_puts(&sql, " ORDER BY id DESC LIMIT ?");
-    struct db_stmt *st = db_stmt(db, sql.data);
-    buf_cleanup(&sql);
-    int k = 1;
-    db_bind_text(st, k++, req->auth.tenant);
-    if (status)
-        db_bind_text(st, k++, status);
-    if (policy)
-        db_bind_text(st, k++, policy);
-    if (conn)
-        db_bind_text(st, k++, conn);
-    if (from >= 0)
-        db_bind_text(st, k++, lo);
-    if (to >= 0)
-        db_bind_text(st, k++, hi);
-    if (cursor)
-        db_bind_text(st, k++, cursor);
-    db_bind_int(st, k, limit + 1);
+    struct db_query q;
+    db_query_init(&q, "SELECT " ISSUE_COLS " FROM issues i WHERE tenant_id = ?");
+    db_query_arg(&q, req->auth.tenant);
+    db_query_where(&q, " AND status = ?", status);
+    db_query_where(&q, " AND policy_id = ?", policy);
+    db_query_where(&q,
+                   " AND EXISTS (SELECT 1 FROM issue_alerts ia JOIN alerts a ON a.tenant_id = "
+                   "ia.tenant_id AND a.id = ia.alert_id WHERE ia.tenant_id = i.tenant_id AND "
+                   "ia.issue_id = i.id AND a.connection = ?)",
+                   conn);
+    db_query_since(&q, "id", "iss", from);
+    db_query_before(&q, "id", "iss", to);
+    db_query_where(&q, " AND id < ?", cursor);
+    struct db_stmt *st = db_query_stmt(db, &q, " ORDER BY id DESC LIMIT ?", limit + 1);
     json_t *arr = json_array();
     enum err rc;
     while ((rc = db_next(st)) == ERR_OK)
@@ -746,29 +721,17 @@ void api_notifications_list(struct http_req *req)
     if (!db)
         return;
     const char *channel = http_query(req, "channel_id");
-    struct buf sql = BUF_INIT;
-    buf_puts(&sql, "SELECT n.id, n.channel_id, n.state, n.attempts, n.recipients, n.subject, "
-                   "n.sent_at, n.due_at, n.last_error, n.created_at, n.batched, n.window_start, "
-                   "c.addresses FROM notifications n LEFT JOIN notification_channels c ON "
-                   "c.tenant_id = n.tenant_id AND c.id = n.channel_id WHERE n.tenant_id = ?");
-    if (channel)
-        buf_puts(&sql, " AND n.channel_id = ?");
-    if (status)
-        buf_puts(&sql, " AND n.state = ?");
-    if (cursor)
-        buf_puts(&sql, " AND n.id < ?");
-    buf_puts(&sql, " ORDER BY n.id DESC LIMIT ?");
-    struct db_stmt *st = db_stmt(db, sql.data);
-    buf_cleanup(&sql);
-    int k = 1;
-    db_bind_text(st, k++, req->auth.tenant);
-    if (channel)
-        db_bind_text(st, k++, channel);
-    if (status)
-        db_bind_text(st, k++, status);
-    if (cursor)
-        db_bind_text(st, k++, cursor);
-    db_bind_int(st, k, limit + 1);
+    struct db_query q;
+    db_query_init(&q, "SELECT n.id, n.channel_id, n.state, n.attempts, n.recipients, "
+                      "n.subject, n.sent_at, n.due_at, n.last_error, n.created_at, n.batched, "
+                      "n.window_start, c.addresses FROM notifications n LEFT JOIN "
+                      "notification_channels c ON c.tenant_id = n.tenant_id AND c.id = "
+                      "n.channel_id WHERE n.tenant_id = ?");
+    db_query_arg(&q, req->auth.tenant);
+    db_query_where(&q, " AND n.channel_id = ?", channel);
+    db_query_where(&q, " AND n.state = ?", status);
+    db_query_where(&q, " AND n.id < ?", cursor);
+    struct db_stmt *st = db_query_stmt(db, &q, " ORDER BY n.id DESC LIMIT ?", limit + 1);
     json_t *arr = json_array();
     enum err rc;
     while ((rc = db_next(st)) == ERR_OK) {

@@ -278,3 +278,57 @@ enum err db_release_savepoint(struct db *db)
     db_release(db);
     return db_exec(db, "RELEASE SAVEPOINT sp");
 }
+
+void db_query_init(struct db_query *q, const char *sql)
+{
+    q->sql = (struct buf)BUF_INIT;
+    buf_puts(&q->sql, sql);
+    q->nargs = q->nfloors = 0;
+}
+
+void db_query_arg(struct db_query *q, const char *value)
+{
+    if (q->nargs < DB_QUERY_MAX_ARGS)
+        q->args[q->nargs++] = value;
+}
+
+void db_query_where(struct db_query *q, const char *clause, const char *value)
+{
+    if (!value)
+        return;
+    buf_puts(&q->sql, clause);
+    db_query_arg(q, value);
+}
+
+static void query_id_bound(struct db_query *q, const char *id_col, const char *op,
+                           const char *prefix, int64_t ms)
+{
+    if (ms < 0 || q->nfloors == (int)(sizeof q->floors / sizeof q->floors[0]))
+        return;
+    char *floor = q->floors[q->nfloors++];
+    id_floor(prefix, ms, floor);
+    buf_printf(&q->sql, " AND %s %s ?", id_col, op);
+    db_query_arg(q, floor);
+}
+
+void db_query_since(struct db_query *q, const char *id_col, const char *prefix, int64_t ms)
+{
+    query_id_bound(q, id_col, ">=", prefix, ms);
+}
+
+void db_query_before(struct db_query *q, const char *id_col, const char *prefix, int64_t ms)
+{
+    query_id_bound(q, id_col, "<", prefix, ms);
+}
+
+struct db_stmt *db_query_stmt(struct db *db, struct db_query *q, const char *tail, int64_t limit)
+{
+    buf_puts(&q->sql, tail);
+    struct db_stmt *st = db_stmt(db, q->sql.data);
+    buf_cleanup(&q->sql);
+    int i = 1;
+    for (int k = 0; k < q->nargs; k++)
+        db_bind_text(st, i++, q->args[k]);
+    db_bind_int(st, i, limit);
+    return st;
+}

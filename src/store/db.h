@@ -14,7 +14,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/buf.h"
 #include "core/err.h"
+#include "core/id.h"
 
 enum db_kind { DB_SQLITE, DB_PG };
 
@@ -50,6 +52,31 @@ int64_t db_col_int(struct db_stmt *st, int i);
 bool db_col_null(struct db_stmt *st, int i);
 /* The column's integer, or -1 for SQL NULL (the counterpart of db_bind_opt_int). */
 int64_t db_col_opt_int(struct db_stmt *st, int i);
+
+/* A list query with optional conditions (the API's filters): each condition is appended
+ * with its value, so the binds always follow the SQL. Values are read by db_query_stmt(),
+ * so they must live until then. Every list endpoint builds its SQL this way. */
+#define DB_QUERY_MAX_ARGS 16
+struct db_query {
+    struct buf sql;
+    const char *args[DB_QUERY_MAX_ARGS];
+    int nargs;
+    char floors[4][ID_MAX]; /* id_floor() values of db_query_since/db_query_before */
+    int nfloors;
+};
+/* Starts with sql, whose own "?" are bound by db_query_arg() in order. */
+void db_query_init(struct db_query *q, const char *sql);
+/* The value of the next "?" already in the SQL. */
+void db_query_arg(struct db_query *q, const char *value);
+/* Appends clause (with one "?") bound to value; nothing when value is NULL. */
+void db_query_where(struct db_query *q, const char *clause, const char *value);
+/* Appends "AND <id_col> >= ?" (since) or "< ?" (before) with the smallest id of `prefix`
+ * at time ms (ids are time-ordered); nothing when ms < 0. */
+void db_query_since(struct db_query *q, const char *id_col, const char *prefix, int64_t ms);
+void db_query_before(struct db_query *q, const char *id_col, const char *prefix, int64_t ms);
+/* Appends tail (ending in "LIMIT ?"), prepares, binds every value then limit, and frees
+ * the SQL text. */
+struct db_stmt *db_query_stmt(struct db *db, struct db_query *q, const char *tail, int64_t limit);
 /* Rows changed by the last executed statement. */
 int64_t db_changes(struct db_stmt *st);
 

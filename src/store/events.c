@@ -117,39 +117,15 @@ static json_t *event_row(struct db_stmt *st)
 enum err store_events_list(struct db *db, const char *tenant, const struct event_filter *f,
                            json_t **out, char **next)
 {
-    struct buf sql = BUF_INIT;
-    buf_puts(&sql, "SELECT " EVENT_COLS " FROM events WHERE tenant_id = ?");
-    if (f->type)
-        buf_puts(&sql, " AND type = ?");
-    if (f->entity_id)
-        buf_puts(&sql, " AND entity_id = ?");
-    if (f->from >= 0)
-        buf_puts(&sql, " AND id >= ?");
-    if (f->to >= 0)
-        buf_puts(&sql, " AND id < ?");
-    if (f->cursor)
-        buf_puts(&sql, " AND id < ?");
-    buf_puts(&sql, " ORDER BY id DESC LIMIT ?");
-    struct db_stmt *st = db_stmt(db, sql.data);
-    buf_cleanup(&sql);
-    int i = 1;
-    db_bind_text(st, i++, tenant);
-    if (f->type)
-        db_bind_text(st, i++, f->type);
-    if (f->entity_id)
-        db_bind_text(st, i++, f->entity_id);
-    char idb[ID_MAX];
-    if (f->from >= 0) {
-        id_floor("evt", f->from, idb);
-        db_bind_text(st, i++, idb);
-    }
-    if (f->to >= 0) {
-        id_floor("evt", f->to, idb);
-        db_bind_text(st, i++, idb);
-    }
-    if (f->cursor)
-        db_bind_text(st, i++, f->cursor);
-    db_bind_int(st, i++, f->limit + 1);
+    struct db_query q;
+    db_query_init(&q, "SELECT " EVENT_COLS " FROM events WHERE tenant_id = ?");
+    db_query_arg(&q, tenant);
+    db_query_where(&q, " AND type = ?", f->type);
+    db_query_where(&q, " AND entity_id = ?", f->entity_id);
+    db_query_since(&q, "id", "evt", f->from);
+    db_query_before(&q, "id", "evt", f->to);
+    db_query_where(&q, " AND id < ?", f->cursor);
+    struct db_stmt *st = db_query_stmt(db, &q, " ORDER BY id DESC LIMIT ?", f->limit + 1);
     json_t *arr = json_array();
     enum err rc;
     *next = NULL;

@@ -228,6 +228,49 @@ static void test_db_changes(void)
     teardown(&f);
 }
 
+/* Runs a db_query with the given optional filters; returns the names found, comma-joined. */
+static void query_names(struct db *db, const char *note, const char *name_after, int64_t limit,
+                        char *out, size_t n)
+{
+    struct db_query q;
+    db_query_init(&q, "SELECT name FROM t WHERE n >= ?");
+    db_query_arg(&q, "0");
+    db_query_where(&q, " AND note = ?", note);
+    db_query_where(&q, " AND name > ?", name_after);
+    struct db_stmt *st = db_query_stmt(db, &q, " ORDER BY name LIMIT ?", limit);
+    out[0] = '\0';
+    while (db_next(st) == ERR_OK)
+        snprintf(out + strlen(out), n - strlen(out), "%s%s", out[0] ? "," : "", db_col_text(st, 0));
+}
+
+/* The filters that are NULL leave the SQL and the binds; the others bind in order. */
+static void test_db_query_optional_filters(void)
+{
+    struct fixture f;
+    if (!setup(&f)) {
+        teardown(&f);
+        return;
+    }
+    ASSERT_EQ_ERR(insert(f.db, "a", 1), ERR_OK);
+    ASSERT_EQ_ERR(insert(f.db, "b", 1), ERR_OK);
+    ASSERT_EQ_ERR(insert(f.db, "c", 2), ERR_OK);
+    struct db_stmt *st = db_stmt(f.db, "UPDATE t SET note = 'x' WHERE name <> 'b'");
+    ASSERT_EQ_ERR(db_run(st), ERR_OK);
+    char got[64];
+    query_names(f.db, NULL, NULL, 10, got, sizeof got);
+    ASSERT_EQ_STR(got, "a,b,c");
+    query_names(f.db, "x", NULL, 10, got, sizeof got);
+    ASSERT_EQ_STR(got, "a,c");
+    query_names(f.db, NULL, "a", 10, got, sizeof got);
+    ASSERT_EQ_STR(got, "b,c");
+    query_names(f.db, "x", "a", 10, got, sizeof got);
+    ASSERT_EQ_STR(got, "c");
+    query_names(f.db, NULL, NULL, 2, got, sizeof got);
+    ASSERT_EQ_STR(got, "a,b");
+    db_release(f.db);
+    teardown(&f);
+}
+
 static void test_db_statement_cache(void)
 {
     struct fixture f;
@@ -489,6 +532,7 @@ void unit_db(void)
     RUN(test_db_savepoint_rollback);
     RUN(test_db_release_half_read_returning);
     RUN(test_db_release_ends_snapshot);
+    RUN(test_db_query_optional_filters);
     RUN(test_store_migrate);
     RUN(test_store_migrate_leaves_no_snapshot);
 }
