@@ -170,16 +170,11 @@ void api_policies_list(struct http_req *req)
     struct db *db = http_reader(req);
     if (!db)
         return;
-    struct db_stmt *st =
-        cursor ? db_stmt(db, "SELECT id FROM alert_policies WHERE tenant_id = ? AND id < ? "
-                             "ORDER BY id DESC LIMIT ?")
-               : db_stmt(db, "SELECT id FROM alert_policies WHERE tenant_id = ? ORDER BY id "
-                             "DESC LIMIT ?");
-    int k = 1;
-    db_bind_text(st, k++, req->auth.tenant);
-    if (cursor)
-        db_bind_text(st, k++, cursor);
-    db_bind_int(st, k, limit + 1);
+    struct db_query q;
+    db_query_init(&q, "SELECT id FROM alert_policies WHERE tenant_id = ?");
+    db_query_arg(&q, req->auth.tenant);
+    db_query_where(&q, " AND id < ?", cursor);
+    struct db_stmt *st = db_query_stmt(db, &q, " ORDER BY id DESC LIMIT ?", limit + 1);
     json_t *ids = json_array();
     enum err rc;
     while ((rc = db_next(st)) == ERR_OK)
@@ -335,16 +330,11 @@ void api_channels_list(struct http_req *req)
     struct db *db = http_reader(req);
     if (!db)
         return;
-    struct db_stmt *st =
-        cursor ? db_stmt(db, "SELECT id FROM notification_channels WHERE tenant_id = ? AND id "
-                             "< ? ORDER BY id DESC LIMIT ?")
-               : db_stmt(db, "SELECT id FROM notification_channels WHERE tenant_id = ? ORDER "
-                             "BY id DESC LIMIT ?");
-    int k = 1;
-    db_bind_text(st, k++, req->auth.tenant);
-    if (cursor)
-        db_bind_text(st, k++, cursor);
-    db_bind_int(st, k, limit + 1);
+    struct db_query q;
+    db_query_init(&q, "SELECT id FROM notification_channels WHERE tenant_id = ?");
+    db_query_arg(&q, req->auth.tenant);
+    db_query_where(&q, " AND id < ?", cursor);
+    struct db_stmt *st = db_query_stmt(db, &q, " ORDER BY id DESC LIMIT ?", limit + 1);
     json_t *ids = json_array();
     enum err rc;
     while ((rc = db_next(st)) == ERR_OK)

@@ -504,3 +504,14 @@ def test_two_nodes_one_open_issue_per_key(start_server, pg):
     assert len(got) == 5, got
     assert all(i["alert_count"] == 60 and i["status"] == "open" for i in got)
     assert sorted(i["group"]["connection"] for i in got) == [f"shop-{k}" for k in range(5)]
+
+
+def test_policies_and_channels_paginate(acme):
+    srv, key = acme
+    pols = [policy(srv, key, [{"event": "order.*"}], name=f"P{i}")["id"] for i in range(3)]
+    chans = [channel(srv, key, name=f"C{i}")["id"] for i in range(3)]
+    for path, made in (("/v1/alert-policies", pols), ("/v1/notification-channels", chans)):
+        page = req(srv, key, "GET", f"{path}?limit=2", expect=200)
+        assert [x["id"] for x in page["data"]] == made[::-1][:2] and page["next_cursor"], page
+        rest = req(srv, key, "GET", f"{path}?limit=2&cursor={page['next_cursor']}", expect=200)
+        assert [x["id"] for x in rest["data"]] == [made[0]] and rest["next_cursor"] is None
