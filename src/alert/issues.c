@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alert/channels.h"
 #include "alert/policies.h"
 #include "core/buf.h"
 #include "core/id.h"
@@ -19,7 +20,6 @@
 #include "core/metrics.h"
 #include "core/timeutil.h"
 #include "core/xalloc.h"
-#include "notify/channels.h"
 #include "store/store.h"
 
 #define AUTO_CLOSE_BATCH 100

@@ -11,9 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alert/channels.h"
 #include "core/timeutil.h"
 #include "core/xalloc.h"
-#include "notify/channels.h"
 #include "stream/catalog.h"
 
 #define POLICY_MAX_EVENTS 200

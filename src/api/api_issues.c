@@ -6,13 +6,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alert/channels.h"
 #include "alert/issues.h"
 #include "alert/policies.h"
 #include "api/api.h"
 #include "api/api_alerting.h"
 #include "core/timeutil.h"
 #include "core/xalloc.h"
-#include "notify/channels.h"
 #include "notify/notifier.h"
 
 /* --- issues rendering ----------------------------------------------------------------- */

@@ -8,9 +8,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "alert/channels.h"
 #include "core/config.h"
 #include "core/err.h"
-#include "notify/channels.h"
 
 /* Registers metrics and keeps cfg (read-only afterwards); starts the sending thread when
  * run is true and --smtp-url is set. Main thread. */

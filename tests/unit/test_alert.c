@@ -7,10 +7,10 @@
 #include <string.h>
 
 #include "alert/alerts.h"
+#include "alert/channels.h"
 #include "alert/issues.h"
 #include "alert/policies.h"
 #include "core/xalloc.h"
-#include "notify/channels.h"
 #include "store/db.h"
 #include "store/store.h"
 #include "unit.h"

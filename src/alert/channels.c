@@ -5,7 +5,7 @@
  * contains now (windows are aligned to UTC multiples of the scaled window length) collects
  * the window's issue events as items, and is due at the window's end. If the notifier has
  * already claimed that window's row, the event goes into the next window. */
-#include "notify/channels.h"
+#include "alert/channels.h"
 
 #include <stdio.h>
 #include <stdlib.h>
