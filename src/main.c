@@ -17,9 +17,9 @@
 #include "deliver/webhook.h"
 #include "http/http.h"
 #include "notify/notifier.h"
+#include "sched/scheduler.h"
 #include "store/store.h"
 #include "stream/routing.h"
-#include "stream/scheduler.h"
 
 #ifndef SLUICE_VERSION
 #define SLUICE_VERSION "dev"

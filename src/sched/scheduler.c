@@ -1,6 +1,6 @@
 /* Scheduler thread: wakes every tick (or at stop), submits maintenance to the writer and
  * waits for it. Shares nothing but the stop flag (under g.lock). */
-#include "stream/scheduler.h"
+#include "sched/scheduler.h"
 
 #include <pthread.h>
 #include <stdbool.h>
