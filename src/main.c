@@ -12,13 +12,13 @@
 #include "core/config.h"
 #include "core/log.h"
 #include "core/timeutil.h"
-#include "deliver/queue.h"
 #include "deliver/s3.h"
 #include "deliver/webhook.h"
 #include "http/http.h"
 #include "notify/notifier.h"
 #include "sched/scheduler.h"
 #include "store/store.h"
+#include "stream/deliveries.h"
 #include "stream/routing.h"
 
 #ifndef SLUICE_VERSION

@@ -8,9 +8,9 @@
 #include "core/buf.h"
 #include "core/timeutil.h"
 #include "core/xalloc.h"
-#include "deliver/queue.h"
 #include "deliver/s3.h"
 #include "deliver/webhook.h"
+#include "stream/deliveries.h"
 #include "stream/integrations.h"
 #include "stream/routing.h"
 

@@ -21,10 +21,10 @@
 #include "core/metrics.h"
 #include "core/timeutil.h"
 #include "core/xalloc.h"
-#include "deliver/queue.h"
 #include "deliver/retry.h"
 #include "deliver/ssrf.h"
 #include "store/store.h"
+#include "stream/deliveries.h"
 
 #ifndef SLUICE_VERSION
 #define SLUICE_VERSION "dev"

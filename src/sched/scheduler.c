@@ -11,9 +11,9 @@
 #include "alert/issues.h"
 #include "core/log.h"
 #include "core/timeutil.h"
-#include "deliver/queue.h"
 #include "deliver/webhook.h"
 #include "store/store.h"
+#include "stream/deliveries.h"
 
 #define TICK_MS 250
 

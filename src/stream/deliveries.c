@@ -1,5 +1,5 @@
 /* Delivery queue transitions. Writer thread only (see queue.h). */
-#include "deliver/queue.h"
+#include "stream/deliveries.h"
 
 #include <stdio.h>
 #include <stdlib.h>
