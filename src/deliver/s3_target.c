@@ -12,9 +12,9 @@
 #include "core/crypto.h"
 #include "core/timeutil.h"
 #include "core/xalloc.h"
+#include "deliver/outbound.h"
 #include "deliver/s3.h"
 #include "deliver/s3_int.h"
-#include "deliver/ssrf.h"
 #include "store/store.h"
 
 #ifndef SLUICE_VERSION

@@ -21,8 +21,8 @@
 #include "core/metrics.h"
 #include "core/timeutil.h"
 #include "core/xalloc.h"
+#include "deliver/outbound.h"
 #include "deliver/retry.h"
-#include "deliver/ssrf.h"
 #include "store/store.h"
 #include "stream/deliveries.h"
 

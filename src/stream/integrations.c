@@ -10,8 +10,8 @@
 #include "core/id.h"
 #include "core/timeutil.h"
 #include "core/xalloc.h"
+#include "deliver/outbound.h"
 #include "deliver/s3.h"
-#include "deliver/ssrf.h"
 #include "store/store.h"
 #include "stream/catalog.h"
 

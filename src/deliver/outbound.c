@@ -1,5 +1,5 @@
 /* Address classification and URL checks for outbound webhooks. Any thread. */
-#include "deliver/ssrf.h"
+#include "deliver/outbound.h"
 
 #include <arpa/inet.h>
 #include <curl/curl.h>
