@@ -40,12 +40,15 @@ static void usage(FILE *out)
 
 static void on_commit_wake(unsigned mask)
 {
-    if (mask & STORE_WAKE_WEBHOOK)
+    if (mask & STORE_WAKE_CONFIG) {
+        webhook_config_changed();
+        s3_config_changed();
+    } else if (mask & STORE_WAKE_DELIVER) {
         webhook_wake();
+        s3_wake();
+    }
     if (mask & STORE_WAKE_NOTIFY)
         notifier_wake();
-    if (mask & STORE_WAKE_S3)
-        s3_wake();
 }
 
 /* SQLite has one node: every lease is this node's own from an earlier run. */

@@ -14,6 +14,7 @@
 #include "alert/policies.h"
 #include "core/timeutil.h"
 #include "core/xalloc.h"
+#include "store/store.h"
 
 static const struct {
     const char *name;
@@ -260,6 +261,8 @@ static enum err insert_notification(struct db *db, const char *tenant, const cha
     db_bind_int(st, 5, batched);
     db_bind_int(st, 6, due);
     db_bind_int(st, 7, now);
+    if (due <= now)
+        store_wake(STORE_WAKE_NOTIFY);
     return db_run(st);
 }
 

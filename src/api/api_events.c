@@ -336,8 +336,7 @@ void api_events_publish(struct http_req *req)
     }
     json_decref(body);
     verrs_cleanup(&v);
-    http_defer(req, publish_run, publish_done, c, publish_ctx_free,
-               STORE_WAKE_WEBHOOK | STORE_WAKE_S3);
+    http_defer(req, publish_run, publish_done, c, publish_ctx_free, 0);
     return;
 fail:
     publish_ctx_free(c);

@@ -93,8 +93,6 @@ static void integ_written(struct http_req *req)
                          req->job.rc == ERR_NOT_FOUND ? "no such integration" : NULL);
         return;
     }
-    webhook_config_changed();
-    s3_config_changed();
     json_t *o = c->answer;
     c->answer = NULL;
     if (c->create && c->signing_secret)
@@ -162,7 +160,7 @@ static void integ_write(struct http_req *req, bool create)
         integ_ctx_free(c); /* answered 422 with S3's error */
     } else {
         http_defer(req, create ? integ_create_run : integ_patch_run, integ_written, c,
-                   integ_ctx_free, STORE_WAKE_WEBHOOK);
+                   integ_ctx_free, 0);
     }
     verrs_cleanup(&v);
     json_decref(body);
@@ -317,7 +315,6 @@ static void state_written(struct http_req *req)
                          req->job.rc == ERR_NOT_FOUND ? "no such integration" : NULL);
         return;
     }
-    webhook_config_changed();
     api_integrations_get(req);
 }
 
@@ -394,7 +391,7 @@ void api_integrations_resume(struct http_req *req)
     } else {
         struct state_ctx *c = state_ctx_new(req);
         c->skip = skip && json_is_true(skip);
-        http_defer(req, resume_run, state_written, c, state_ctx_free, STORE_WAKE_WEBHOOK);
+        http_defer(req, resume_run, state_written, c, state_ctx_free, 0);
     }
     verrs_cleanup(&v);
     json_decref(body);
@@ -451,7 +448,6 @@ static void deleted(struct http_req *req)
                          req->job.rc == ERR_NOT_FOUND ? "no such integration" : NULL);
         return;
     }
-    webhook_config_changed();
     http_no_content(req);
 }
 
@@ -856,7 +852,7 @@ void api_integrations_redeliver(struct http_req *req)
         http_problem_verrs(req, &v);
         redeliver_ctx_free(c);
     } else {
-        http_defer(req, redeliver_run, redelivered, c, redeliver_ctx_free, STORE_WAKE_WEBHOOK);
+        http_defer(req, redeliver_run, redelivered, c, redeliver_ctx_free, 0);
     }
     verrs_cleanup(&v);
     json_decref(body);

@@ -135,8 +135,6 @@ static void *scheduler_main(void *arg)
                      "alert(s), %lld task(s)",
                      (long long)t.purged_events, (long long)t.purged_deliveries,
                      (long long)t.purged_alerts, (long long)t.purged_tasks);
-        if (rc == ERR_OK && (t.released || t.stopped))
-            webhook_config_changed();
         pthread_mutex_lock(&g.lock);
     }
     pthread_mutex_unlock(&g.lock);

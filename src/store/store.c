@@ -6,9 +6,11 @@
  * The queue is guarded by g.lock; no lock is held across database I/O. */
 #include "store/store.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,7 +29,7 @@ static struct {
     char *url;
     struct db *wdb;
     pthread_t thread;
-    bool running;
+    _Atomic bool running;
     pthread_mutex_t lock;
     pthread_cond_t cond;
     struct store_job *head, *tail;
@@ -328,6 +330,21 @@ enum db_kind store_kind(void)
 
 /* --- the writer ----------------------------------------------------------------------- */
 
+static _Thread_local bool t_writer;               /* this thread is the writer */
+static _Thread_local struct store_job *t_current; /* the job the writer runs now */
+
+bool store_is_writer(void)
+{
+    return t_writer || !atomic_load(&g.running);
+}
+
+void store_wake(unsigned bits)
+{
+    assert(store_is_writer());
+    if (t_current)
+        t_current->wake |= bits;
+}
+
 static void run_batch(struct store_job *batch)
 {
     struct db *db = g.wdb;
@@ -341,7 +358,9 @@ static void run_batch(struct store_job *batch)
                 j->rc = ERR_STORAGE;
                 continue;
             }
+            t_current = j;
             j->rc = j->run(db, j->arg);
+            t_current = NULL;
             if (j->rc == ERR_OK) {
                 if (db_release_savepoint(db) != ERR_OK)
                     j->rc = ERR_STORAGE;
@@ -386,6 +405,7 @@ static void *writer_main(void *arg)
 {
     (void)arg;
     pthread_setname_np(pthread_self(), "sluice-writer");
+    t_writer = true;
     for (;;) {
         pthread_mutex_lock(&g.lock);
         while (!g.head && !g.stopping)

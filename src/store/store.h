@@ -20,15 +20,17 @@ struct store_job {
     /* Runs on the writer thread after commit (or failure); must be quick. May be NULL. */
     void (*done)(void *arg, enum err rc);
     void *arg;
-    unsigned wake; /* STORE_WAKE_* bits a successful run() sets: engines woken after commit */
+    unsigned wake; /* STORE_WAKE_* bits (given, or added by store_wake()): woken after commit */
     enum err rc;
     struct store_job *next;
 };
 
-/* Wake-up bits: which background engines have new work after a commit. */
-#define STORE_WAKE_WEBHOOK 1u
-#define STORE_WAKE_S3 2u
-#define STORE_WAKE_ALERTS 4u
+/* Wake-up bits: what changed, so which background engines have new work after a commit.
+ * DELIVER: deliveries became due (routed, resumed, redelivered, leases returned); CONFIG:
+ * an integration changed (created, patched, paused, resumed, stopped, deleted); NOTIFY:
+ * notifications may be due. */
+#define STORE_WAKE_DELIVER 1u
+#define STORE_WAKE_CONFIG 2u
 #define STORE_WAKE_NOTIFY 8u
 
 /* Opens the database, applies migrations, checks the master key fingerprint and admin
@@ -52,6 +54,13 @@ void store_reader_release(void);
 
 /* Registers the function called after each commit with the OR of the jobs' wake bits. */
 void store_set_wake_hook(void (*fn)(unsigned mask));
+/* Adds wake bits to the job the writer is running (they count only if it commits): the
+ * code that changes the rows says what changed, so no caller has to remember. Writer
+ * thread; a no-op outside a job (tests, start-up). */
+void store_wake(unsigned bits);
+/* True on the writer thread, or while no writer runs (start-up, tests, tools): the
+ * precondition of every function that writes inside the writer's transaction. */
+bool store_is_writer(void);
 
 /* The engine's kind (SQLite or PostgreSQL). */
 enum db_kind store_kind(void);

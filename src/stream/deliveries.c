@@ -394,6 +394,7 @@ enum err queue_resume(struct db *db, const char *tenant, const char *integration
     db_bind_int(st, 2, shift);
     db_bind_text(st, 3, tenant);
     db_bind_text(st, 4, integration);
+    store_wake(STORE_WAKE_DELIVER);
     return db_run(st);
 }
 
@@ -412,6 +413,8 @@ enum err queue_release_leases(struct db *db, bool all, int64_t *n)
         db_bind_int(st, 1, time_now_ms());
     enum err rc = db_run(st);
     *n = db_changes(st);
+    if (rc == ERR_OK && *n > 0)
+        store_wake(STORE_WAKE_DELIVER);
     return rc;
 }
 

@@ -340,6 +340,7 @@ enum err tenant_config_bump(struct db *db, const char *tenant)
     struct db_stmt *st =
         db_stmt(db, "UPDATE tenants SET config_version = config_version + 1 WHERE id = ?");
     db_bind_text(st, 1, tenant);
+    store_wake(STORE_WAKE_CONFIG); /* every integration change passes here */
     return db_run(st);
 }
 

@@ -10,6 +10,7 @@
 #include "core/id.h"
 #include "core/timeutil.h"
 #include "core/xalloc.h"
+#include "store/store.h"
 #include "stream/integrations.h"
 
 struct sub {
@@ -137,6 +138,8 @@ enum err routing_insert_delivery(struct db *db, const char *tenant, const char *
     db_bind_text(st, 6, state);
     db_bind_int(st, 7, now);
     db_bind_int(st, 8, now);
+    if (!strcmp(state, "pending"))
+        store_wake(STORE_WAKE_DELIVER);
     return db_run(st);
 }
 

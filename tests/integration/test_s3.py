@@ -475,6 +475,31 @@ def test_s3_multipart_above_16_mib(start_server, db, s3clean):
     assert any(e["method"] == "POST" and "uploadId=" in e["url"] for e in log)
 
 
+# ----------------------------------------------------------------------------- wake-ups
+
+
+def test_s3_redeliver_and_resume_wake_the_s3_engine(start_server, db, s3clean):
+    # Every event closes its own batch (1 byte max), and no batch closes by age for 36 s
+    # (3600 s / time scale 100): new deliveries reach S3 in time only when the change that
+    # made them due wakes the S3 engine, not only the webhook engine.
+    srv = serve(start_server, db, "--s3-batch-max-bytes", "1", "--s3-batch-max-age", "3600s")
+    key = setup_tenant(srv)
+    create(srv, key, "wk", s3_target(s3clean, P() + "t9/"))
+    ids = publish(srv, key, {"type": "order.created", "entity_id": "O1", "payload": {}})["ids"]
+    wait_for(lambda: all_succeeded(srv, key, "wk", 1), 10, 0.1, "the first upload")
+    status, _, body = srv.request("POST", "/v1/integrations/wk/redeliver",
+                                  {"event_ids": ids}, token=key)
+    assert status == 202 and body["queued"] == 1, body
+    wait_for(lambda: len(s3clean.objects(P() + "t9/")) == 2, 10, 0.1, "the redelivered upload")
+    status, _, body = srv.request("POST", "/v1/integrations/wk/pause", {}, token=key)
+    assert status == 200, body
+    more = publish(srv, key, {"type": "order.created", "entity_id": "O2", "payload": {}})["ids"]
+    status, _, body = srv.request("POST", "/v1/integrations/wk/resume", {}, token=key)
+    assert status == 200, body
+    wait_for(lambda: len(s3clean.objects(P() + "t9/")) == 3, 10, 0.1, "the upload after resume")
+    check_objects(s3clean.objects(P() + "t9/")[2:], P() + "t9/", "wk", more)
+
+
 # ----------------------------------------------------------------------------- crashes
 
 
