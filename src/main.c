@@ -12,8 +12,7 @@
 #include "core/config.h"
 #include "core/log.h"
 #include "core/timeutil.h"
-#include "deliver/s3.h"
-#include "deliver/webhook.h"
+#include "deliver/deliver.h"
 #include "http/http.h"
 #include "notify/notifier.h"
 #include "sched/scheduler.h"
@@ -40,13 +39,7 @@ static void usage(FILE *out)
 
 static void on_commit_wake(unsigned mask)
 {
-    if (mask & STORE_WAKE_CONFIG) {
-        webhook_config_changed();
-        s3_config_changed();
-    } else if (mask & STORE_WAKE_DELIVER) {
-        webhook_wake();
-        s3_wake();
-    }
+    deliver_wake(mask);
     if (mask & STORE_WAKE_NOTIFY)
         notifier_wake();
 }
@@ -80,6 +73,7 @@ static int serve(int argc, char **argv)
         return 2;
     }
     time_set_scale(cfg.time_scale);
+    deliver_register();
 
     char err[512] = "";
     int code = 1;
@@ -96,12 +90,9 @@ static int serve(int argc, char **argv)
     }
     store_set_wake_hook(on_commit_wake);
     api_init(&cfg);
-    if (config_has_role(&cfg, "webhook") && webhook_start(&cfg) != ERR_OK) {
-        fprintf(stderr, "sluice: cannot start the webhook engine\n");
-        goto stop;
-    }
-    if (config_has_role(&cfg, "s3") && s3_start(&cfg) != ERR_OK) {
-        fprintf(stderr, "sluice: cannot start the S3 engine\n");
+    const char *what = "";
+    if (deliver_start(&cfg, &what) != ERR_OK) {
+        fprintf(stderr, "sluice: cannot start the %s engine\n", what);
         goto stop;
     }
     alerts_register_metrics();
@@ -137,8 +128,7 @@ stop:
     http_stop();
     scheduler_stop();
     notifier_stop();
-    webhook_stop();
-    s3_stop();
+    deliver_stop();
     store_stop();
     routing_cleanup();
     policy_index_cleanup();

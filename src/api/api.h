@@ -84,7 +84,4 @@ void api_issues_reopen(struct http_req *req);
 void api_issues_comment(struct http_req *req);
 void api_notifications_list(struct http_req *req);
 
-/* Validates a user-chosen id: 1-64 chars of A-Za-z0-9._- */
-bool api_id_valid(const char *s);
-
 #endif

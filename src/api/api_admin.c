@@ -70,7 +70,7 @@ void api_tenants_create(struct http_req *req)
         json_check_fields(body, fields, "", &v);
         const char *id = json_string_value(json_object_get(body, "id"));
         const char *name = json_string_value(json_object_get(body, "name"));
-        if (!id || !api_id_valid(id))
+        if (!id || !id_user_valid(id))
             verrs_add(&v, "id", "must be 1-64 characters of A-Z, a-z, 0-9, '.', '_' or '-'");
         if (!name || !*name || strlen(name) > 200)
             verrs_add(&v, "name", "must be a non-empty string of at most 200 characters");

@@ -8,11 +8,10 @@
 #include "core/buf.h"
 #include "core/timeutil.h"
 #include "core/xalloc.h"
-#include "deliver/s3.h"
-#include "deliver/webhook.h"
 #include "stream/deliveries.h"
 #include "stream/integrations.h"
 #include "stream/routing.h"
+#include "stream/targets.h"
 
 /* Loads the integration named in the path; answers 404/503 and returns false on failure. */
 static bool load_path_integration(struct http_req *req, struct db *db, struct integration *in)
@@ -102,14 +101,25 @@ static void integ_written(struct http_req *req)
     http_json(req, c->create ? 201 : 200, o);
 }
 
-/* Puts the S3 probe object with the new target; on failure answers 422 with S3's error code
- * and message and returns false. */
-static bool s3_probe_ok(struct http_req *req, const struct integration *in)
+/* On its own thread (http_defer_blocking): the target's test with the new target (for S3,
+ * the probe object), before anything is written. */
+static void integ_verify(void *arg)
 {
-    json_t *r =
-        s3_probe(in->target, api_config()->allow_private_targets, api_config()->webhook_timeout_ms);
-    bool ok = json_is_true(json_object_get(r, "ok"));
-    if (!ok) {
+    struct integ_ctx *c = arg;
+    c->answer = target_find(c->in.target_type)->test(&c->in, api_config());
+}
+
+/* Back on an HTTP thread: a failed test answers 422 with the target's error (S3's code and
+ * message); a passed one goes on to the write. */
+static void integ_verified(struct http_req *req)
+{
+    struct integ_ctx *c = req->ctx;
+    json_t *r = c->answer;
+    c->answer = NULL;
+    if (json_is_true(json_object_get(r, "ok"))) {
+        http_defer(req, c->create ? integ_create_run : integ_patch_run, integ_written, c,
+                   integ_ctx_free, 0);
+    } else {
         char d[900];
         snprintf(d, sizeof d, "the probe object could not be put: %s",
                  json_string_value(json_object_get(r, "error")));
@@ -121,7 +131,6 @@ static bool s3_probe_ok(struct http_req *req, const struct integration *in)
         http_problem(req, 422, d, e);
     }
     json_decref(r);
-    return ok;
 }
 
 static void integ_write(struct http_req *req, bool create)
@@ -155,9 +164,11 @@ static void integ_write(struct http_req *req, bool create)
     } else if (verrs_any(&v)) {
         http_problem_verrs(req, &v);
         integ_ctx_free(c);
-    } else if (!strcmp(c->in.target_type, "s3") && (create || json_object_get(body, "target")) &&
-               !json_is_false(json_object_get(body, "verify")) && !s3_probe_ok(req, &c->in)) {
-        integ_ctx_free(c); /* answered 422 with S3's error */
+    } else if (target_find(c->in.target_type)->verify &&
+               (create || json_object_get(body, "target")) &&
+               !json_is_false(json_object_get(body, "verify"))) {
+        /* the test blocks on the target: never on this thread */
+        http_defer_blocking(req, integ_verify, integ_verified, c, integ_ctx_free);
     } else {
         http_defer(req, create ? integ_create_run : integ_patch_run, integ_written, c,
                    integ_ctx_free, 0);
@@ -400,45 +411,12 @@ void api_integrations_resume(struct http_req *req)
 static enum err delete_run(struct db *db, void *arg)
 {
     struct state_ctx *c = arg;
-    struct db_stmt *st = db_stmt(db, "DELETE FROM delivery_attempts WHERE tenant_id = ? AND "
-                                     "delivery_id IN (SELECT id FROM deliveries WHERE tenant_id "
-                                     "= ? AND integration_id = ?)");
-    db_bind_text(st, 1, c->tenant);
-    db_bind_text(st, 2, c->tenant);
-    db_bind_text(st, 3, c->id);
-    enum err rc = db_run(st);
+    enum err rc = integration_delete(db, c->tenant, c->id);
     if (rc != ERR_OK)
         return rc;
-    /* S3: the batches and their attempts go with the integration. */
-    st = db_stmt(db, "DELETE FROM s3_batch_attempts WHERE tenant_id = ? AND batch_id IN (SELECT "
-                     "id FROM s3_batches WHERE tenant_id = ? AND integration_id = ?)");
-    db_bind_text(st, 1, c->tenant);
-    db_bind_text(st, 2, c->tenant);
-    db_bind_text(st, 3, c->id);
-    if ((rc = db_run(st)) != ERR_OK)
-        return rc;
-    st = db_stmt(db, "DELETE FROM s3_batches WHERE tenant_id = ? AND integration_id = ?");
-    db_bind_text(st, 1, c->tenant);
-    db_bind_text(st, 2, c->id);
-    if ((rc = db_run(st)) != ERR_OK)
-        return rc;
-    st = db_stmt(db, "DELETE FROM deliveries WHERE tenant_id = ? AND integration_id = ?");
-    db_bind_text(st, 1, c->tenant);
-    db_bind_text(st, 2, c->id);
-    if ((rc = db_run(st)) != ERR_OK)
-        return rc;
-    st = db_stmt(db, "DELETE FROM integrations WHERE tenant_id = ? AND id = ?");
-    db_bind_text(st, 1, c->tenant);
-    db_bind_text(st, 2, c->id);
-    if ((rc = db_run(st)) != ERR_OK)
-        return rc;
-    if (db_changes(st) == 0)
-        return ERR_NOT_FOUND;
     char reason[200];
     snprintf(reason, sizeof reason, "deleted by %s", c->by);
-    if ((rc = integration_log(db, c->tenant, c->id, "deleted", reason, c->actor)) != ERR_OK)
-        return rc;
-    return tenant_config_bump(db, c->tenant);
+    return integration_log(db, c->tenant, c->id, "deleted", reason, c->actor);
 }
 
 static void deleted(struct http_req *req)
@@ -469,15 +447,11 @@ static void int_test_free(void *arg)
     free(t);
 }
 
-/* On its own thread (http_defer_blocking): the request to the target. */
+/* On its own thread (http_defer_blocking): the target driver's test. */
 static void int_test_send(void *arg)
 {
     struct int_test *t = arg;
-    if (!strcmp(t->in.target_type, "s3"))
-        t->result = s3_probe(t->in.target, api_config()->allow_private_targets,
-                             api_config()->webhook_timeout_ms);
-    else
-        t->result = webhook_test(&t->in);
+    t->result = target_find(t->in.target_type)->test(&t->in, api_config());
 }
 
 static void int_tested(struct http_req *req)
@@ -496,6 +470,11 @@ void api_integrations_test(struct http_req *req)
         return;
     }
     db_release(db);
+    if (!target_find(t->in.target_type)) { /* stored by a newer node */
+        http_problem(req, 409, "this node cannot reach the integration's kind of target", NULL);
+        int_test_free(t);
+        return;
+    }
     http_defer_blocking(req, int_test_send, int_tested, t, int_test_free);
 }
 

@@ -14,18 +14,6 @@ const struct config *api_config(void)
     return g_cfg;
 }
 
-bool api_id_valid(const char *s)
-{
-    size_t n = 0;
-    for (; s[n]; n++) {
-        char c = s[n];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '.' || c == '_' || c == '-'))
-            return false;
-    }
-    return n >= 1 && n <= 64;
-}
-
 const struct route api_routes[] = {
     {"GET", "/healthz", AUTH_NONE, 0, api_healthz},
     {"GET", "/readyz", AUTH_NONE, 0, api_readyz},

@@ -89,3 +89,15 @@ enum err id_time(const char *id, int64_t *ms)
     *ms = (int64_t)t;
     return ERR_OK;
 }
+
+bool id_user_valid(const char *s)
+{
+    size_t n = 0;
+    for (; s[n]; n++) {
+        char c = s[n];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-'))
+            return false;
+    }
+    return n >= 1 && n <= 64;
+}

@@ -3,6 +3,7 @@
 #ifndef SLUICE_CORE_ID_H
 #define SLUICE_CORE_ID_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "core/err.h"
@@ -18,5 +19,8 @@ void id_new(const char *prefix, int64_t ms, char out[ID_MAX]);
 void id_floor(const char *prefix, int64_t ms, char out[ID_MAX]);
 /* Extracts the millisecond time from an id made by id_new; ERR_INVALID if it is not one. */
 enum err id_time(const char *id, int64_t *ms);
+/* Whether s is a valid user-chosen id (tenants, integrations): 1-64 characters of
+ * A-Z, a-z, 0-9, '.', '_' or '-'. */
+bool id_user_valid(const char *s);
 
 #endif

@@ -1029,3 +1029,18 @@ void s3_integration_json(struct db *db, const struct integration *in, json_t *o)
     db_release(db);
     json_object_set_new(o, "last_object", last);
 }
+
+static json_t *s3_test(const struct integration *in, const struct config *cfg)
+{
+    return s3_probe(in->target, cfg->allow_private_targets, cfg->webhook_timeout_ms);
+}
+
+const struct target_driver s3_driver = {
+    .type = "s3",
+    .parse = s3_target_parse,
+    .mask = s3_target_mask,
+    .render = s3_integration_json,
+    .test = s3_test,
+    .verify = true,
+    .remove = s3_batch_remove,
+};

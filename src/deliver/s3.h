@@ -19,6 +19,7 @@
 #include "core/json.h"
 #include "store/db.h"
 #include "stream/integrations.h"
+#include "stream/targets.h"
 
 /* Objects above this size go up as multipart uploads. */
 #define S3_MULTIPART_THRESHOLD (16 * 1024 * 1024)
@@ -37,6 +38,9 @@ json_t *s3_probe(const char *target, bool allow_private, int64_t timeout_ms);
 
 /* Adds "open_batch" and "last_object" of an S3 integration to its JSON (read from db). */
 void s3_integration_json(struct db *db, const struct integration *in, json_t *o);
+
+/* The S3 target driver (stream/targets.h). */
+extern const struct target_driver s3_driver;
 
 /* The engine (role s3). */
 enum err s3_start(const struct config *cfg);

@@ -534,3 +534,20 @@ enum err s3_batch_release(struct db *db, const char *node)
         db_bind_text(st, 1, node);
     return db_run(st);
 }
+
+enum err s3_batch_remove(struct db *db, const char *tenant, const char *integration)
+{
+    struct db_stmt *st =
+        db_stmt(db, "DELETE FROM s3_batch_attempts WHERE tenant_id = ? AND batch_id IN (SELECT "
+                    "id FROM s3_batches WHERE tenant_id = ? AND integration_id = ?)");
+    db_bind_text(st, 1, tenant);
+    db_bind_text(st, 2, tenant);
+    db_bind_text(st, 3, integration);
+    enum err rc = db_run(st);
+    if (rc != ERR_OK)
+        return rc;
+    st = db_stmt(db, "DELETE FROM s3_batches WHERE tenant_id = ? AND integration_id = ?");
+    db_bind_text(st, 1, tenant);
+    db_bind_text(st, 2, integration);
+    return db_run(st);
+}

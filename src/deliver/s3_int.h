@@ -100,5 +100,7 @@ enum err s3_batch_set_upload(struct db *db, const char *tenant, const char *batc
                              const char *node, const char *upload_id);
 /* Gives back this node's batch leases (or every lease with node NULL: SQLite start-up). */
 enum err s3_batch_release(struct db *db, const char *node);
+/* Deletes the batches (and their attempts) of an integration being deleted. */
+enum err s3_batch_remove(struct db *db, const char *tenant, const char *integration);
 
 #endif

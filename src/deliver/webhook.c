@@ -213,7 +213,7 @@ static curl_socket_t on_open_socket(void *clientp, curlsocktype purpose, struct 
 static struct curl_slist *setup_easy(CURL *easy, const char *url, const char *api_key,
                                      const char *api_key_header, const char *secret,
                                      const char *msg_id, const char *body, struct buf *resp,
-                                     int64_t *retry_after)
+                                     int64_t *retry_after, const struct config *cfg)
 {
     struct curl_slist *h = NULL;
     h = curl_slist_append(h, "Content-Type: application/json");
@@ -246,15 +246,15 @@ static struct curl_slist *setup_easy(CURL *easy, const char *url, const char *ap
     curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long)g.cfg->webhook_timeout_ms);
+    curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long)cfg->webhook_timeout_ms);
     curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS,
-                     (long)(g.cfg->webhook_timeout_ms < 10000 ? g.cfg->webhook_timeout_ms : 10000));
+                     (long)(cfg->webhook_timeout_ms < 10000 ? cfg->webhook_timeout_ms : 10000));
     curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(easy, CURLOPT_WRITEDATA, resp);
     curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(easy, CURLOPT_HEADERDATA, retry_after);
     curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, on_open_socket);
-    curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, &g.cfg->allow_private_targets);
+    curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, &cfg->allow_private_targets);
     return h;
 }
 
@@ -493,7 +493,7 @@ static void start_req(struct wh_integ *w, const struct claimed *c)
         db_release(db);
     r->headers =
         setup_easy(r->easy, w->url ? w->url : "http://invalid./", w->api_key, w->api_key_header,
-                   w->secret, c->event_id, r->body, &r->resp, &r->retry_after);
+                   w->secret, c->event_id, r->body, &r->resp, &r->retry_after, g.cfg);
     curl_easy_setopt(r->easy, CURLOPT_PRIVATE, r);
     w->inflight++;
     metric_add(&m_inflight, 1);
@@ -717,7 +717,7 @@ void webhook_stop(void)
     g.running = false;
 }
 
-json_t *webhook_test(const struct integration *in)
+json_t *webhook_test(const struct integration *in, const struct config *cfg)
 {
     json_t *t = json_loads(in->target, 0, NULL);
     char *api_key = integration_secret_open(json_string_value(json_object_get(t, "api_key")));
@@ -732,7 +732,7 @@ json_t *webhook_test(const struct integration *in)
     CURL *easy = curl_easy_init();
     struct curl_slist *h = setup_easy(easy, json_string_value(json_object_get(t, "url")), api_key,
                                       json_string_value(json_object_get(t, "api_key_header")),
-                                      secret, id, body, &resp, &retry_after);
+                                      secret, id, body, &resp, &retry_after, cfg);
     int64_t t0 = time_mono_ns();
     CURLcode cc = curl_easy_perform(easy);
     int64_t ms = (time_mono_ns() - t0) / 1000000;
@@ -765,3 +765,11 @@ json_t *webhook_test(const struct integration *in)
     json_decref(t);
     return o;
 }
+
+const struct target_driver webhook_driver = {
+    .type = "webhook",
+    .parse = webhook_target_parse,
+    .mask = webhook_target_mask,
+    .test = webhook_test,
+    .signs = true,
+};

@@ -9,7 +9,9 @@
 
 #include "core/config.h"
 #include "core/err.h"
+#include "core/json.h"
 #include "stream/integrations.h"
+#include "stream/targets.h"
 
 enum err webhook_start(const struct config *cfg);
 /* Stops claiming, aborts what is in flight and releases this node's leases. */
@@ -21,7 +23,12 @@ void webhook_config_changed(void);
 
 /* Sends a sluice.test event to the integration now (blocking, bounded by the webhook
  * timeout) and returns {"ok", "status", "latency_ms", "error"} (caller decrefs). */
-json_t *webhook_test(const struct integration *in);
+json_t *webhook_test(const struct integration *in, const struct config *cfg);
+
+/* The webhook target driver (stream/targets.h), and its parts (webhook_target.c). */
+extern const struct target_driver webhook_driver;
+void webhook_target_parse(json_t *t, json_t *old, bool allow_private, struct verrs *v, char **out);
+void webhook_target_mask(json_t *t);
 
 /* Builds the envelope body for an event row (payload is raw JSON text). Returns malloc'd
  * JSON; the caller frees it. attempt < 0 leaves the "attempt" member out (S3 lines). */

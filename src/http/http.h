@@ -122,7 +122,8 @@ int http_status_for(enum err rc);
 
 /* Runs run(db, ctx) in the next group commit; then finish(req) builds the answer (on an
  * HTTP thread) reading req->job.rc. ctx_free (may be NULL) frees ctx when the request ends.
- * wake: STORE_WAKE_* bits for the engines. */
+ * wake: STORE_WAKE_* bits for the engines. May also be called from the finish() of an
+ * earlier deferral (one request, two steps: a blocking check, then the write). */
 void http_defer(struct http_req *req, enum err (*run)(struct db *db, void *ctx),
                 void (*finish)(struct http_req *req), void *ctx, void (*ctx_free)(void *ctx),
                 unsigned wake);

@@ -346,9 +346,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return queue(conn, req);
     }
     if (req->state == REQ_RESUMED) {
+        req->deferred = false;
         if (req->finish)
             req->finish(req);
         store_reader_release();
+        /* finish() deferred again (a write after a blocking check): the answer comes when
+         * that second step resumes the connection. */
+        if (req->deferred)
+            return MHD_YES;
         return queue(conn, req);
     }
     if (req->state == REQ_SUSPENDED)

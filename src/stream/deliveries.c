@@ -549,3 +549,20 @@ enum err queue_purge(struct db *db, const char *tenant, int64_t deliveries_befor
     *events = db_changes(st);
     return ERR_OK;
 }
+
+enum err deliveries_delete_integration(struct db *db, const char *tenant, const char *integration)
+{
+    struct db_stmt *st = db_stmt(db, "DELETE FROM delivery_attempts WHERE tenant_id = ? AND "
+                                     "delivery_id IN (SELECT id FROM deliveries WHERE tenant_id "
+                                     "= ? AND integration_id = ?)");
+    db_bind_text(st, 1, tenant);
+    db_bind_text(st, 2, tenant);
+    db_bind_text(st, 3, integration);
+    enum err rc = db_run(st);
+    if (rc != ERR_OK)
+        return rc;
+    st = db_stmt(db, "DELETE FROM deliveries WHERE tenant_id = ? AND integration_id = ?");
+    db_bind_text(st, 1, tenant);
+    db_bind_text(st, 2, integration);
+    return db_run(st);
+}

@@ -83,6 +83,9 @@ enum err queue_alert_lagging(struct db *db, const struct lag_candidate *c, int n
 enum err queue_purge(struct db *db, const char *tenant, int64_t deliveries_before,
                      int64_t events_before, int limit, int64_t *deliveries, int64_t *events);
 
+/* Deletes every delivery of an integration, with its attempts. */
+enum err deliveries_delete_integration(struct db *db, const char *tenant, const char *integration);
+
 /* Stops temporary integrations whose end date has passed (logged). */
 enum err queue_stop_ended(struct db *db, int64_t *n);
 

@@ -5,15 +5,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "api/api.h"
+#include "core/buf.h"
 #include "core/crypto.h"
 #include "core/id.h"
 #include "core/timeutil.h"
 #include "core/xalloc.h"
-#include "deliver/outbound.h"
-#include "deliver/s3.h"
 #include "store/store.h"
 #include "stream/catalog.h"
+#include "stream/deliveries.h"
+#include "stream/targets.h"
 
 void integration_cleanup(struct integration *in)
 {
@@ -99,72 +99,6 @@ static enum err parse_events(json_t *ev, const char *tenant, struct db *db, stru
     return ERR_OK;
 }
 
-static bool header_name_ok(const char *s)
-{
-    if (!*s || strlen(s) > 64)
-        return false;
-    for (; *s; s++)
-        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
-              *s == '-' || *s == '_'))
-            return false;
-    return true;
-}
-
-static bool is_masked(const char *s)
-{
-    return !strncmp(s, "****", 4);
-}
-
-/* Webhook target: {"type","url","api_key","api_key_header"}. old: stored target or NULL. */
-static void parse_webhook_target(json_t *t, json_t *old, bool allow_private, struct verrs *v,
-                                 char **out)
-{
-    static const char *const fields[] = {"type", "url", "api_key", "api_key_header", NULL};
-    json_check_fields(t, fields, "target.", v);
-    json_t *stored = json_pack("{s:s}", "type", "webhook");
-    const char *url = json_string_value(json_object_get(t, "url"));
-    if (!url && old)
-        url = json_string_value(json_object_get(old, "url"));
-    char why[256];
-    if (!url || strlen(url) > 2048)
-        verrs_add(v, "target.url", "must be an http or https URL");
-    else if (ssrf_check_url(url, allow_private, why, sizeof why) != ERR_OK)
-        verrs_add(v, "target.url", "%s", why);
-    else
-        json_object_set_new(stored, "url", json_string(url));
-    json_t *key = json_object_get(t, "api_key");
-    if (key && !json_is_null(key) && !json_is_string(key)) {
-        verrs_add(v, "target.api_key", "must be a string");
-    } else if (key && json_is_string(key) && !is_masked(json_string_value(key))) {
-        const char *k = json_string_value(key);
-        if (!*k || strlen(k) > 1024) {
-            verrs_add(v, "target.api_key", "must be 1 to 1024 characters");
-        } else {
-            char *sealed = crypto_seal(store_master_key(), k);
-            json_object_set_new(stored, "api_key", json_string(sealed));
-            free(sealed);
-            size_t n = strlen(k);
-            json_object_set_new(stored, "api_key_hint", json_string(n >= 4 ? k + n - 4 : ""));
-        }
-    } else if (old && (!key || json_is_string(key))) {
-        /* left out or masked: keep the stored value */
-        json_t *ok = json_object_get(old, "api_key"), *oh = json_object_get(old, "api_key_hint");
-        if (ok && !json_is_null(ok)) {
-            json_object_set(stored, "api_key", ok);
-            json_object_set(stored, "api_key_hint", oh);
-        }
-    }
-    json_t *hdr = json_object_get(t, "api_key_header");
-    const char *h = json_string_value(hdr);
-    if (hdr && !json_is_null(hdr) && (!h || !header_name_ok(h)))
-        verrs_add(v, "target.api_key_header", "must be an HTTP header name such as X-API-Key");
-    if (!h && old)
-        h = json_string_value(json_object_get(old, "api_key_header"));
-    json_object_set_new(stored, "api_key_header", json_string(h ? h : "Authorization"));
-    *out = json_dump_compact(stored);
-    json_decref(stored);
-}
-
 static void parse_time_field(json_t *body, const char *name, int64_t *out, struct verrs *v)
 {
     json_t *t = json_object_get(body, name);
@@ -209,7 +143,7 @@ enum err integration_parse(json_t *body, const struct integration *existing, con
                                              "verify", NULL};
         json_check_fields(body, fields, "", v);
         const char *id = json_string_value(json_object_get(body, "id"));
-        if (!id || !api_id_valid(id))
+        if (!id || !id_user_valid(id))
             verrs_add(v, "id", "must be 1-64 characters of A-Z, a-z, 0-9, '.', '_' or '-'");
         else
             snprintf(out->id, sizeof out->id, "%s", id);
@@ -259,35 +193,30 @@ enum err integration_parse(json_t *body, const struct integration *existing, con
         }
     }
     json_t *t = json_object_get(body, "target");
+    const struct target_driver *d = existing ? target_find(existing->target_type) : NULL;
     if (t || !existing) {
         json_t *old = existing ? json_loads(existing->target, 0, NULL) : NULL;
         const char *tt = json_string_value(json_object_get(t, "type"));
-        const char *oldtype = existing ? existing->target_type : NULL;
+        struct buf names = BUF_INIT;
+        target_names(&names);
         if (!json_is_object(t)) {
-            verrs_add(v, "target", "must be an object with a type (\"webhook\" or \"s3\")");
-        } else if (!tt && !oldtype) {
-            verrs_add(v, "target.type", "must be \"webhook\" or \"s3\"");
-        } else if (oldtype && tt && strcmp(tt, oldtype)) {
+            verrs_add(v, "target", "must be an object with a type (%s)", names.data);
+        } else if (existing && tt && strcmp(tt, existing->target_type)) {
             verrs_add(v, "target.type", "cannot change: a %s integration stays a %s integration",
-                      oldtype, oldtype);
-        } else if (!strcmp(tt ? tt : oldtype, "webhook")) {
+                      existing->target_type, existing->target_type);
+        } else if (!existing && !(d = target_find(tt))) {
+            verrs_add(v, "target.type", "must be %s", names.data);
+        } else if (d) {
             char *target = NULL;
-            parse_webhook_target(t, old, allow_private, v, &target);
+            d->parse(t, old, allow_private, v, &target);
             free(out->target);
             out->target = target;
-            snprintf(out->target_type, sizeof out->target_type, "webhook");
-        } else if (!strcmp(tt ? tt : oldtype, "s3")) {
-            char *target = NULL;
-            s3_target_parse(t, old, allow_private, v, &target);
-            free(out->target);
-            out->target = target;
-            snprintf(out->target_type, sizeof out->target_type, "s3");
-        } else {
-            verrs_add(v, "target.type", "must be \"webhook\" or \"s3\"");
+            snprintf(out->target_type, sizeof out->target_type, "%s", d->type);
         }
+        buf_cleanup(&names);
         json_decref(old);
     }
-    if (!existing && !strcmp(out->target_type, "webhook") && !verrs_any(v)) {
+    if (!existing && d && d->signs && !verrs_any(v)) {
         unsigned char raw[32];
         crypto_random(raw, sizeof raw);
         char *b = base64_encode(raw, sizeof raw);
@@ -388,6 +317,29 @@ enum err integration_update(struct db *db, const struct integration *in)
     return rc == ERR_OK ? tenant_config_bump(db, in->tenant) : rc;
 }
 
+enum err integration_delete(struct db *db, const char *tenant, const char *id)
+{
+    struct db_stmt *st =
+        db_stmt(db, "SELECT target_type FROM integrations WHERE tenant_id = ? AND id = ?");
+    db_bind_text(st, 1, tenant);
+    db_bind_text(st, 2, id);
+    enum err rc = db_next(st);
+    if (rc != ERR_OK)
+        return rc == ERR_DONE ? ERR_NOT_FOUND : rc;
+    const struct target_driver *d = target_find(db_col_text(st, 0));
+    db_release(db);
+    if ((rc = deliveries_delete_integration(db, tenant, id)) != ERR_OK)
+        return rc;
+    if (d && d->remove && (rc = d->remove(db, tenant, id)) != ERR_OK)
+        return rc;
+    st = db_stmt(db, "DELETE FROM integrations WHERE tenant_id = ? AND id = ?");
+    db_bind_text(st, 1, tenant);
+    db_bind_text(st, 2, id);
+    if ((rc = db_run(st)) != ERR_OK)
+        return rc;
+    return tenant_config_bump(db, tenant);
+}
+
 enum err integration_set_state(struct db *db, const char *tenant, const char *id, const char *state,
                                int64_t now)
 {
@@ -432,17 +384,9 @@ static json_t *render_target(const struct integration *in)
     json_t *t = json_loads(in->target, 0, NULL);
     if (!t)
         return json_object();
-    json_t *hint = json_object_get(t, "api_key_hint");
-    if (json_object_get(t, "api_key")) {
-        char m[16];
-        snprintf(m, sizeof m, "****%s", hint ? json_string_value(hint) : "");
-        json_object_set_new(t, "api_key", json_string(m));
-    } else if (!strcmp(in->target_type, "webhook")) {
-        json_object_set_new(t, "api_key", json_null());
-    }
-    json_object_del(t, "api_key_hint");
-    if (!strcmp(in->target_type, "s3"))
-        s3_target_mask(t);
+    const struct target_driver *d = target_find(in->target_type);
+    if (d && d->mask)
+        d->mask(t);
     return t;
 }
 
@@ -478,7 +422,8 @@ json_t *integration_to_json(struct db *db, const struct integration *in)
     json_object_set_new(stats, "pending", json_integer(pending));
     json_set_time(stats, "last_attempt_at", in->last_attempt_at);
     json_object_set_new(o, "stats", stats);
-    if (!strcmp(in->target_type, "s3"))
-        s3_integration_json(db, in, o);
+    const struct target_driver *d = target_find(in->target_type);
+    if (d && d->render)
+        d->render(db, in, o);
     return o;
 }

@@ -48,6 +48,9 @@ enum err integration_load(struct db *db, const char *tenant, const char *id,
  * tenant's configuration version so every node's routing index sees the change. */
 enum err integration_insert(struct db *db, const struct integration *in);
 enum err integration_update(struct db *db, const struct integration *in);
+/* Deletes an integration with its deliveries, their attempts and the target's own rows,
+ * and bumps the configuration version; ERR_NOT_FOUND when absent. Writer. */
+enum err integration_delete(struct db *db, const char *tenant, const char *id);
 /* Sets the state (and paused_at when pausing) and bumps the configuration version. */
 enum err integration_set_state(struct db *db, const char *tenant, const char *id, const char *state,
                                int64_t now);

@@ -7,6 +7,7 @@ straight from s3rver: nothing of the project's own code verifies what it uploade
 """
 
 import base64
+import concurrent.futures
 import datetime
 import gzip
 import hashlib
@@ -17,6 +18,7 @@ import secrets
 import sqlite3
 import subprocess
 import tempfile
+import time
 import urllib.request
 
 import pytest
@@ -267,6 +269,33 @@ def test_s3_target_validation_and_masking(start_server, db, s3clean):
 
 
 # ----------------------------------------------------------------------------- batches
+
+
+def test_s3_create_probe_does_not_hold_http_threads(start_server, db, s3clean):
+    """Four creates whose probe S3 never answers, more than the two HTTP threads: each
+    probe runs off the HTTP threads, the API answers at once meanwhile, and each create is
+    refused with the probe's timeout."""
+    srv = serve(start_server, db, "--webhook-timeout", "3s", "--http-threads", "2")
+    key = setup_tenant(srv)
+    s3clean.control(hold=True)
+
+    def attempt(i):
+        return srv.request("POST", "/v1/integrations",
+                           {"id": f"h{i}", "events": ["order"],
+                            "target": s3_target(s3clean, P() + f"th{i}/")}, token=key)
+    with concurrent.futures.ThreadPoolExecutor(4) as ex:
+        futs = [ex.submit(attempt, i) for i in range(4)]
+        wait_for(lambda: len([e for e in s3clean.log() if e.get("held")]) == 4, 10, 0.05,
+                 "four probes in progress")
+        t0 = time.monotonic()
+        status, _, body = srv.request("GET", "/v1/integrations", token=key)
+        took = time.monotonic() - t0
+        pending = sum(not f.done() for f in futs)
+        assert status == 200 and body["data"] == [], body
+        assert pending == 4 and took < 1.5, (pending, took)
+        for f in futs:
+            status, _, body = f.result()
+            assert status == 422 and body["errors"][0]["field"] == "target", body
 
 
 def test_s3_size_and_age_closes_keys_and_content(start_server, db, s3clean):
