@@ -47,7 +47,7 @@ static void on_commit_wake(unsigned mask)
 /* SQLite has one node: every lease is this node's own from an earlier run. */
 static enum err release_all_leases(struct db *db, void *arg)
 {
-    return queue_release_leases(db, true, arg);
+    return deliveries_release_leases(db, NULL, true, arg);
 }
 
 static int serve(int argc, char **argv)

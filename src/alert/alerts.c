@@ -178,6 +178,43 @@ enum err alerts_resolve_task(struct db *db, const char *tenant, const char *task
     return resolve_selected(db, tenant, st);
 }
 
+#define RECOVER_MAX 100 /* tasks per call: the next success recovers the rest */
+
+enum err tasks_recover(struct db *db, const char *tenant, const char *kind, const char *connection,
+                       const char *entity_id, const char *task_id, int64_t now)
+{
+    char ids[RECOVER_MAX][ID_MAX];
+    int n = 0;
+    enum err rc = ERR_OK;
+    if (task_id) {
+        snprintf(ids[n++], ID_MAX, "%s", task_id);
+    } else {
+        struct db_stmt *st = db_stmt(db, "SELECT id FROM tasks WHERE tenant_id = ? AND kind = ? "
+                                         "AND connection = ? AND entity_id = ? AND status = "
+                                         "'failed' LIMIT 100");
+        db_bind_text(st, 1, tenant);
+        db_bind_text(st, 2, kind);
+        db_bind_text(st, 3, connection);
+        db_bind_text(st, 4, entity_id);
+        while (n < RECOVER_MAX && (rc = db_next(st)) == ERR_OK)
+            snprintf(ids[n++], ID_MAX, "%s", db_col_text(st, 0));
+        db_release(db);
+        if (rc != ERR_OK && rc != ERR_DONE)
+            return rc;
+    }
+    for (int i = 0; i < n; i++) {
+        struct db_stmt *st = db_stmt(db, "UPDATE tasks SET status = 'succeeded', finished_at = "
+                                         "?, updated_at = ? WHERE tenant_id = ? AND id = ?");
+        db_bind_int(st, 1, now);
+        db_bind_int(st, 2, now);
+        db_bind_text(st, 3, tenant);
+        db_bind_text(st, 4, ids[i]);
+        if ((rc = db_run(st)) != ERR_OK || (rc = alerts_resolve_task(db, tenant, ids[i])) != ERR_OK)
+            return rc;
+    }
+    return ERR_OK;
+}
+
 enum err alert_resolve(struct db *db, const char *tenant, const char *alert_id)
 {
     struct db_stmt *st =

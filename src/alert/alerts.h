@@ -42,6 +42,12 @@ enum err task_record(struct db *db, const char *tenant, const char *kind, const 
  * (close_on_recovery). Writer thread. */
 enum err alerts_resolve_task(struct db *db, const char *tenant, const char *task_id);
 
+/* The work of failed tasks succeeded at now: the failed task task_id, or (task_id NULL)
+ * every failed task of (kind, connection, entity_id), becomes succeeded and its alerts are
+ * resolved. Writer thread. */
+enum err tasks_recover(struct db *db, const char *tenant, const char *kind, const char *connection,
+                       const char *entity_id, const char *task_id, int64_t now);
+
 /* Resolves one alert (idempotent) and closes the issues that recovered; ERR_NOT_FOUND when
  * absent. Writer thread. */
 enum err alert_resolve(struct db *db, const char *tenant, const char *alert_id);

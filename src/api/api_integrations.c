@@ -273,7 +273,7 @@ static enum err pause_run(struct db *db, void *arg)
     }
     int64_t now = time_now_ms();
     if ((rc = integration_set_state(db, c->tenant, c->id, "paused", now)) != ERR_OK ||
-        (rc = queue_pause(db, c->tenant, c->id)) != ERR_OK)
+        (rc = deliveries_hold(db, c->tenant, c->id)) != ERR_OK)
         return rc;
     char reason[700];
     if (c->reason && *c->reason)
@@ -303,7 +303,7 @@ static enum err resume_run(struct db *db, void *arg)
         return ERR_CONFLICT;
     }
     if ((rc = integration_set_state(db, c->tenant, c->id, "active", time_now_ms())) != ERR_OK ||
-        (rc = queue_resume(db, c->tenant, c->id, paused_at, c->skip, &c->skipped)) != ERR_OK)
+        (rc = deliveries_resume(db, c->tenant, c->id, paused_at, c->skip, &c->skipped)) != ERR_OK)
         return rc;
     char reason[300];
     if (c->skip)
@@ -732,8 +732,8 @@ static enum err redeliver_run(struct db *db, void *arg)
         char entity[72], *entity_id = xstrdup(db_col_text(st, 1));
         snprintf(entity, sizeof entity, "%s", db_col_text(st, 0));
         db_release(db);
-        rc = routing_insert_delivery(db, c->tenant, c->id, paused, order, json_string_value(e),
-                                     entity, entity_id, time_now_ms());
+        rc = deliveries_insert(db, c->tenant, c->id, paused, order, json_string_value(e), entity,
+                               entity_id, time_now_ms());
         free(entity_id);
         if (rc != ERR_OK)
             break;

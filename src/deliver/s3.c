@@ -121,7 +121,7 @@ struct outcome_job {
     struct store_job job;
     struct s3_integ *integ;
     struct s3_outcome o;
-    enum s3_outcome_kind kind;
+    enum outcome_kind kind;
 };
 
 struct note_job {
@@ -221,7 +221,7 @@ static void outcome_done(void *arg, enum err rc)
                   "cannot record the outcome of %s: %s (the lease will expire and it is "
                   "retried)",
                   j->o.key, err_name(rc));
-    else if (j->kind == S3_UPLOADED)
+    else if (j->kind == OUTCOME_SUCCEEDED)
         log_info("s3", "tenant %s integration %s: uploaded %s", j->o.tenant, j->o.integration,
                  j->o.key);
     struct msg *m = xcalloc(1, sizeof *m);

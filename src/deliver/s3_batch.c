@@ -4,19 +4,22 @@
  * is NULL) and is then in_flight until its batch is uploaded or fails for good; closing
  * fixes the object key and nothing joins a closed batch, so its membership, and therefore
  * its object's bytes, never change. */
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include "alert/alerts.h"
 #include "core/buf.h"
 #include "core/json.h"
 #include "core/log.h"
 #include "core/timeutil.h"
 #include "core/xalloc.h"
+#include "deliver/outcome.h"
 #include "deliver/retry.h"
 #include "deliver/s3_int.h"
+#include "store/store.h"
+#include "stream/deliveries.h"
 
 #define APPEND_CHUNK 1 /* ids per statement: larger IN lists mislead SQLite's planner */
 
@@ -140,61 +143,28 @@ static enum err close_batch(struct db *db, const char *tenant, const char *integ
     return open_new(db, tenant, integration, now, b);
 }
 
-/* Adds candidates to the open batch with one statement; when some were taken meanwhile (by
- * another node) or are no longer pending, counts only the rows that joined. A member is
- * in_flight (held by its batch, without a lease time): pausing, skipping and the webhook
- * engine leave it alone, and the scan for unbatched rows skips it. */
+/* Adds candidates to the open batch; counts only the rows that joined (some may have been
+ * taken meanwhile by another node, or be no longer pending). A member is in_flight (held by
+ * its batch, without a lease time): pausing, skipping and the webhook engine leave it
+ * alone, and the scan for unbatched rows skips it. */
 static enum err add_members(struct db *db, const char *tenant, const char *integration,
                             struct open_batch *b, const struct s3_candidate *c, int n)
 {
-    struct buf sql = BUF_INIT;
-    buf_puts(&sql, "UPDATE deliveries SET batch_id = ?, state = 'in_flight' WHERE tenant_id = ? "
-                   "AND integration_id = ? AND batch_id IS NULL AND state IN ('pending', "
-                   "'waiting') AND id IN (?");
-    for (int i = 1; i < n; i++)
-        buf_puts(&sql, ", ?");
-    buf_puts(&sql, ")");
-    struct db_stmt *st = db_stmt(db, sql.data);
-    db_bind_text(st, 1, b->id);
-    db_bind_text(st, 2, tenant);
-    db_bind_text(st, 3, integration);
+    const char **ids = xcalloc((size_t)n, sizeof *ids);
+    bool *joined = xcalloc((size_t)n, sizeof *joined);
     for (int i = 0; i < n; i++)
-        db_bind_text(st, 4 + i, c[i].delivery_id);
-    enum err rc = db_run(st);
-    int64_t changed = rc == ERR_OK ? db_changes(st) : 0;
-    bool all = changed == n;
-    if (rc == ERR_OK && !all && changed > 0) {
-        buf_reset(&sql);
-        buf_puts(&sql, "SELECT id FROM deliveries WHERE tenant_id = ? AND batch_id = ? AND id IN "
-                       "(?");
-        for (int i = 1; i < n; i++)
-            buf_puts(&sql, ", ?");
-        buf_puts(&sql, ")");
-        st = db_stmt(db, sql.data);
-        db_bind_text(st, 1, tenant);
-        db_bind_text(st, 2, b->id);
-        for (int i = 0; i < n; i++)
-            db_bind_text(st, 3 + i, c[i].delivery_id);
-        while ((rc = db_next(st)) == ERR_OK) {
-            const char *id = db_col_text(st, 0);
-            for (int i = 0; i < n; i++)
-                if (!strcmp(id, c[i].delivery_id)) {
-                    b->bytes += c[i].bytes;
-                    b->count++;
-                    if (b->first < 0 || c[i].published_at < b->first)
-                        b->first = c[i].published_at;
-                }
-        }
-        rc = rc == ERR_DONE ? ERR_OK : rc;
-        db_release(db);
-    }
-    for (int i = 0; all && i < n; i++) {
+        ids[i] = c[i].delivery_id;
+    enum err rc = deliveries_join_batch(db, tenant, integration, b->id, ids, n, joined);
+    for (int i = 0; rc == ERR_OK && i < n; i++) {
+        if (!joined[i])
+            continue;
         b->bytes += c[i].bytes;
         b->count++;
         if (b->first < 0 || c[i].published_at < b->first)
             b->first = c[i].published_at;
     }
-    buf_cleanup(&sql);
+    free(ids);
+    free(joined);
     return rc;
 }
 
@@ -335,40 +305,10 @@ static enum err insert_attempt(struct db *db, const struct s3_outcome *o)
     return db_run(st);
 }
 
-/* Moves the unfinished members of the batch to state (or only records the attempt on them
- * when state is NULL). */
-static enum err update_members(struct db *db, const struct s3_outcome *o, const char *state,
-                               int64_t now)
-{
-    struct db_stmt *st;
-    int i = 1;
-    if (state) {
-        st = db_stmt(db, "UPDATE deliveries SET state = ?, finished_at = ?, attempts = ?, "
-                         "first_attempt_at = COALESCE(first_attempt_at, ?), last_attempt_at = ?, "
-                         "last_status = ?, last_error = ? WHERE tenant_id = ? AND integration_id = "
-                         "? AND batch_id = ? AND state IN ('pending', 'waiting', 'held', "
-                         "'in_flight')");
-        db_bind_text(st, i++, state);
-        db_bind_int(st, i++, now);
-    } else {
-        st = db_stmt(db, "UPDATE deliveries SET attempts = ?, first_attempt_at = "
-                         "COALESCE(first_attempt_at, ?), last_attempt_at = ?, last_status = ?, "
-                         "last_error = ? WHERE tenant_id = ? AND integration_id = ? AND batch_id "
-                         "= ? AND state IN ('pending', 'waiting', 'held', 'in_flight')");
-    }
-    db_bind_int(st, i++, o->attempt);
-    db_bind_int(st, i++, o->started_at);
-    db_bind_int(st, i++, o->started_at);
-    bind_opt_int(st, i++, o->status ? o->status : -1);
-    db_bind_text(st, i++, o->error);
-    db_bind_text(st, i++, o->tenant);
-    db_bind_text(st, i++, o->integration);
-    db_bind_text(st, i, o->batch_id);
-    return db_run(st);
-}
-
-static enum err upload_alert(struct db *db, const struct s3_outcome *o, const char *event,
-                             const char *message, char task[ID_MAX])
+/* The batch's upload failed for good, or S3 refused it in a way that will not heal by itself:
+ * an s3_upload task (once per batch) and its alert. */
+static enum err upload_alert(struct db *db, const struct s3_outcome *o, const char *message,
+                             char task[ID_MAX])
 {
     json_t *d =
         json_pack("{s:s,s:s,s:i}", "batch_id", o->batch_id, "key", o->key, "attempts", o->attempt);
@@ -378,24 +318,51 @@ static enum err upload_alert(struct db *db, const struct s3_outcome *o, const ch
     json_set_str(d, "error", o->error);
     char *details = json_dumps(d, JSON_COMPACT);
     json_decref(d);
-    enum err rc = ERR_OK;
-    if (!task[0])
-        rc = task_record(db, o->tenant, "s3_upload", o->integration, NULL, "failed", details, task);
-    if (rc == ERR_OK) {
-        struct alert_in a = {.event = event,
-                             .connection = o->integration,
-                             .task_id = task,
-                             .message = message,
-                             .details = details,
-                             .occurred_at = -1};
-        rc = alert_record(db, o->tenant, &a, NULL);
-    }
+    enum err rc = outcome_alert(db, o->tenant, "s3_upload", o->integration, NULL,
+                                "event_stream.delivery_failed", message, details, task);
     free(details);
     return rc;
 }
 
-enum err s3_batch_outcome(struct db *db, const struct s3_outcome *o, enum s3_outcome_kind *kind)
+/* Ends the batch's lease with its new state, or (state NULL) schedules its retry at due. */
+static enum err batch_update(struct db *db, const struct s3_outcome *o, const char *state,
+                             int64_t now, int64_t due, const char *error)
 {
+    struct db_stmt *st;
+    if (state && !strcmp(state, "uploaded")) {
+        st = db_stmt(db, "UPDATE s3_batches SET state = 'uploaded', uploaded_at = ?, "
+                         "object_bytes = ?, last_status = ?, last_error = NULL, lease_owner = "
+                         "NULL, lease_until = NULL, upload_id = NULL WHERE tenant_id = ? AND id "
+                         "= ?");
+        db_bind_int(st, 1, now);
+        db_bind_int(st, 2, o->object_bytes);
+        db_bind_int(st, 3, o->status);
+        db_bind_text(st, 4, o->tenant);
+        db_bind_text(st, 5, o->batch_id);
+    } else if (state) {
+        st = db_stmt(db, "UPDATE s3_batches SET state = ?, last_status = ?, last_error = ?, "
+                         "lease_owner = NULL, lease_until = NULL WHERE tenant_id = ? AND id = ?");
+        db_bind_text(st, 1, state);
+        bind_opt_int(st, 2, o->status ? o->status : -1);
+        db_bind_text(st, 3, error);
+        db_bind_text(st, 4, o->tenant);
+        db_bind_text(st, 5, o->batch_id);
+    } else {
+        st = db_stmt(db, "UPDATE s3_batches SET next_attempt_at = ?, last_status = ?, last_error "
+                         "= ?, lease_owner = NULL, lease_until = NULL WHERE tenant_id = ? AND id "
+                         "= ?");
+        db_bind_int(st, 1, due);
+        bind_opt_int(st, 2, o->status ? o->status : -1);
+        db_bind_text(st, 3, error);
+        db_bind_text(st, 4, o->tenant);
+        db_bind_text(st, 5, o->batch_id);
+    }
+    return db_run(st);
+}
+
+enum err s3_batch_outcome(struct db *db, const struct s3_outcome *o, enum outcome_kind *kind)
+{
+    assert(store_is_writer());
     int64_t now = time_now_ms();
     enum err rc = insert_attempt(db, o);
     if (rc != ERR_OK)
@@ -408,7 +375,7 @@ enum err s3_batch_outcome(struct db *db, const struct s3_outcome *o, enum s3_out
     db_bind_text(st, 3, o->node);
     rc = db_next(st);
     if (rc == ERR_DONE) {
-        *kind = S3_STALE;
+        *kind = OUTCOME_STALE;
         return ERR_OK;
     }
     if (rc != ERR_OK)
@@ -417,50 +384,24 @@ enum err s3_batch_outcome(struct db *db, const struct s3_outcome *o, enum s3_out
     char task[ID_MAX];
     snprintf(task, sizeof task, "%s", db_col_text(st, 1));
     db_release(db);
+    struct batch_attempt members = {.tenant = o->tenant,
+                                    .integration = o->integration,
+                                    .batch_id = o->batch_id,
+                                    .attempt = o->attempt,
+                                    .started_at = o->started_at,
+                                    .status = o->status,
+                                    .error = o->error};
 
     if (!o->error) {
-        *kind = S3_UPLOADED;
-        st = db_stmt(db, "UPDATE s3_batches SET state = 'uploaded', uploaded_at = ?, "
-                         "object_bytes = ?, last_status = ?, last_error = NULL, lease_owner = "
-                         "NULL, lease_until = NULL, upload_id = NULL WHERE tenant_id = ? AND id "
-                         "= ?");
-        db_bind_int(st, 1, now);
-        db_bind_int(st, 2, o->object_bytes);
-        db_bind_int(st, 3, o->status);
-        db_bind_text(st, 4, o->tenant);
-        db_bind_text(st, 5, o->batch_id);
-        if ((rc = db_run(st)) != ERR_OK || (rc = update_members(db, o, "succeeded", now)))
-            return rc;
-        st = db_stmt(db, "UPDATE integrations SET failing_since = NULL, failing_count = 0, "
-                         "last_attempt_at = ? WHERE tenant_id = ? AND id = ?");
-        db_bind_int(st, 1, now);
-        db_bind_text(st, 2, o->tenant);
-        db_bind_text(st, 3, o->integration);
-        if ((rc = db_run(st)) != ERR_OK)
-            return rc;
-        if (task[0]) { /* the later success resolves the upload's alerts */
-            if ((rc = alerts_resolve_task(db, o->tenant, task)) != ERR_OK)
-                return rc;
-            st = db_stmt(db, "UPDATE tasks SET status = 'succeeded', finished_at = ?, "
-                             "updated_at = ? WHERE tenant_id = ? AND id = ?");
-            db_bind_int(st, 1, now);
-            db_bind_int(st, 2, now);
-            db_bind_text(st, 3, o->tenant);
-            db_bind_text(st, 4, task);
-            rc = db_run(st);
-        }
-        return rc;
+        *kind = OUTCOME_SUCCEEDED;
+        if ((rc = batch_update(db, o, "uploaded", now, -1, NULL)) == ERR_OK &&
+            (rc = deliveries_batch_attempt(db, &members, "succeeded", now)) == ERR_OK && task[0])
+            rc = outcome_recover(db, o->tenant, "s3_upload", o->integration, NULL, task);
+        return rc == ERR_OK
+                   ? outcome_integration(db, o->tenant, o->integration, true, o->started_at, NULL)
+                   : rc;
     }
 
-    st = db_stmt(db, "UPDATE integrations SET failing_since = COALESCE(failing_since, ?), "
-                     "failing_count = failing_count + 1, last_attempt_at = ? WHERE tenant_id = ? "
-                     "AND id = ?");
-    db_bind_int(st, 1, o->started_at);
-    db_bind_int(st, 2, now);
-    db_bind_text(st, 3, o->tenant);
-    db_bind_text(st, 4, o->integration);
-    if ((rc = db_run(st)) != ERR_OK)
-        return rc;
     char msg[2400];
     if (*o->code)
         snprintf(msg, sizeof msg, "S3 upload of %s failed: HTTP %ld %s: %s", o->key, o->status,
@@ -468,36 +409,21 @@ enum err s3_batch_outcome(struct db *db, const struct s3_outcome *o, enum s3_out
     else
         snprintf(msg, sizeof msg, "S3 upload of %s failed: %s", o->key, o->error);
     if (now - first >= retry_give_up_after()) {
-        *kind = S3_FAILED;
-        st = db_stmt(db, "UPDATE s3_batches SET state = 'failed', last_status = ?, last_error = "
-                         "?, lease_owner = NULL, lease_until = NULL WHERE tenant_id = ? AND id = "
-                         "?");
-        bind_opt_int(st, 1, o->status ? o->status : -1);
-        db_bind_text(st, 2, msg);
-        db_bind_text(st, 3, o->tenant);
-        db_bind_text(st, 4, o->batch_id);
-        if ((rc = db_run(st)) != ERR_OK || (rc = update_members(db, o, "failed", now)))
-            return rc;
+        *kind = OUTCOME_FAILED;
         char final[2600];
         snprintf(final, sizeof final, "%s (giving up after %d attempts)", msg, o->attempt);
-        rc = upload_alert(db, o, "event_stream.delivery_failed", final, task);
+        if ((rc = batch_update(db, o, "failed", now, -1, msg)) == ERR_OK &&
+            (rc = deliveries_batch_attempt(db, &members, "failed", now)) == ERR_OK)
+            rc = upload_alert(db, o, final, task);
     } else {
-        *kind = S3_RETRY;
-        int64_t delay = retry_next_delay(o->attempt, o->retry_after);
-        st = db_stmt(db, "UPDATE s3_batches SET next_attempt_at = ?, last_status = ?, last_error "
-                         "= ?, lease_owner = NULL, lease_until = NULL WHERE tenant_id = ? AND id "
-                         "= ?");
-        db_bind_int(st, 1, now + delay);
-        bind_opt_int(st, 2, o->status ? o->status : -1);
-        db_bind_text(st, 3, msg);
-        db_bind_text(st, 4, o->tenant);
-        db_bind_text(st, 5, o->batch_id);
-        if ((rc = db_run(st)) != ERR_OK || (rc = update_members(db, o, NULL, now)))
-            return rc;
+        *kind = OUTCOME_RETRY;
+        int64_t due = now + retry_next_delay(o->attempt, o->retry_after);
+        if ((rc = batch_update(db, o, NULL, now, due, msg)) == ERR_OK)
+            rc = deliveries_batch_attempt(db, &members, NULL, now);
         /* Bad credentials, clock skew or a missing bucket will not heal by themselves: alert
          * at once (once per batch), and keep retrying. */
-        if ((o->status == 403 || o->status == 404) && !task[0]) {
-            rc = upload_alert(db, o, "event_stream.delivery_failed", msg, task);
+        if (rc == ERR_OK && (o->status == 403 || o->status == 404) && !task[0]) {
+            rc = upload_alert(db, o, msg, task);
             if (rc == ERR_OK) {
                 st = db_stmt(db, "UPDATE s3_batches SET task_id = ? WHERE tenant_id = ? AND "
                                  "id = ?");
@@ -508,6 +434,8 @@ enum err s3_batch_outcome(struct db *db, const struct s3_outcome *o, enum s3_out
             }
         }
     }
+    if (rc == ERR_OK)
+        rc = outcome_integration(db, o->tenant, o->integration, false, o->started_at, NULL);
     return rc;
 }
 

@@ -11,6 +11,7 @@
 #include "core/buf.h"
 #include "core/err.h"
 #include "core/id.h"
+#include "deliver/outcome.h"
 #include "store/db.h"
 
 /* A target with its secret opened (plaintext: never log it). */
@@ -91,10 +92,10 @@ struct s3_outcome {
     int64_t retry_after;
 };
 
-enum s3_outcome_kind { S3_UPLOADED, S3_RETRY, S3_FAILED, S3_STALE };
-
-/* Records an upload attempt and moves the batch and its deliveries on. */
-enum err s3_batch_outcome(struct db *db, const struct s3_outcome *o, enum s3_outcome_kind *kind);
+/* Records an upload attempt and moves the batch and its deliveries on (uploaded, retried,
+ * or failed after 24 h), with the alerts it causes; the integration takes the consequences
+ * (outcome.h) like a webhook's. *kind says what happened (never OUTCOME_REJECTED). */
+enum err s3_batch_outcome(struct db *db, const struct s3_outcome *o, enum outcome_kind *kind);
 /* Remembers (or forgets, with upload_id NULL) the multipart upload of a leased batch. */
 enum err s3_batch_set_upload(struct db *db, const char *tenant, const char *batch_id,
                              const char *node, const char *upload_id);

@@ -22,6 +22,7 @@
 #include "core/timeutil.h"
 #include "core/xalloc.h"
 #include "deliver/outbound.h"
+#include "deliver/outcome.h"
 #include "deliver/retry.h"
 #include "store/store.h"
 #include "stream/deliveries.h"
@@ -130,8 +131,7 @@ static struct metric m_inflight = {.name = "sluice_webhook_in_flight",
                                    .type = "gauge"};
 static struct histogram m_latency = {.name = "sluice_webhook_attempt_duration_seconds",
                                      .help = "Duration of webhook attempts."};
-static void render_queue(struct buf *out);
-static struct metric_fn m_queue = {.render = render_queue};
+static struct metric_fn m_queue = {.render = deliveries_render_metrics};
 
 /* --- envelope and signature ---------------------------------------------------------- */
 
@@ -343,8 +343,8 @@ static enum err claim_run(struct db *db, void *arg)
     int64_t lease = g.cfg->lease_ms;
     if (lease < g.cfg->webhook_timeout_ms + 5000)
         lease = g.cfg->webhook_timeout_ms + 5000;
-    return queue_claim(db, j->tenant, j->id, g.cfg->node_id, lease, j->limit, &j->claimed, &j->n,
-                       &j->next_due);
+    return deliveries_claim(db, j->tenant, j->id, g.cfg->node_id, lease, j->limit, &j->claimed,
+                            &j->n, &j->next_due);
 }
 
 static void claim_done(void *arg, enum err rc)
@@ -366,10 +366,83 @@ static void claim_done(void *arg, enum err rc)
     post(m);
 }
 
+/* A webhook attempt failed for good (rejected or given up): a webhook_delivery task and
+ * its alert, for the delivery's entity. */
+static enum err delivery_alert(struct db *db, const struct attempt_outcome *o, const char *event,
+                               const char *entity_id, const char *message)
+{
+    json_t *d = json_pack("{s:s,s:s,s:i,s:i}", "delivery_id", o->delivery_id, "event_id",
+                          o->event_id, "attempts", o->attempt, "status", (int)o->status);
+    if (o->error)
+        json_object_set_new(d, "error", json_string(o->error));
+    char *details = json_dumps(d, JSON_COMPACT);
+    json_decref(d);
+    char task[ID_MAX] = "";
+    enum err rc = outcome_alert(db, o->tenant, "webhook_delivery", o->integration, entity_id, event,
+                                message, details, task);
+    free(details);
+    return rc;
+}
+
+enum err webhook_record_outcome(struct db *db, const struct attempt_outcome *o,
+                                enum outcome_kind *kind)
+{
+    int64_t now = time_now_ms();
+    enum err rc = deliveries_record_attempt(db, o);
+    if (rc != ERR_OK)
+        return rc;
+    struct delivery_leased d;
+    rc = deliveries_leased(db, o, &d);
+    if (rc == ERR_DONE) { /* lease lost (expired and re-claimed) or integration deleted */
+        *kind = OUTCOME_STALE;
+        return ERR_OK;
+    }
+    if (rc != ERR_OK)
+        return rc;
+    const char *slash = strchr(d.entity_key, '/');
+    const char *entity_id = slash ? slash + 1 : d.entity_key;
+    char msg[512];
+    const char *pause = NULL;
+    bool ok = o->status >= 200 && o->status < 300 && !o->error;
+    if (ok) {
+        *kind = OUTCOME_SUCCEEDED;
+        if ((rc = deliveries_finish(db, o, "succeeded", now)) == ERR_OK)
+            rc =
+                outcome_recover(db, o->tenant, "webhook_delivery", o->integration, entity_id, NULL);
+    } else if (!retry_status_retryable(o->status) && !o->error) {
+        *kind = OUTCOME_REJECTED;
+        snprintf(msg, sizeof msg, "the consumer rejected event %s with HTTP %ld", o->event_id,
+                 o->status);
+        if ((rc = deliveries_finish(db, o, "rejected", now)) == ERR_OK)
+            rc = delivery_alert(db, o, "event_stream.event_rejected", entity_id, msg);
+        if (o->status == 410)
+            pause = "paused: the consumer answered 410 Gone";
+    } else if (now - d.first_attempt_at >= retry_give_up_after()) {
+        *kind = OUTCOME_FAILED;
+        if (o->error)
+            snprintf(msg, sizeof msg, "event %s could not be delivered after %d attempts: %s",
+                     o->event_id, o->attempt, o->error);
+        else
+            snprintf(msg, sizeof msg, "event %s could not be delivered after %d attempts: HTTP %ld",
+                     o->event_id, o->attempt, o->status);
+        if ((rc = deliveries_finish(db, o, "failed", now)) == ERR_OK)
+            rc = delivery_alert(db, o, "event_stream.delivery_failed", entity_id, msg);
+    } else {
+        *kind = OUTCOME_RETRY;
+        rc = deliveries_retry(db, o, d.paused, now + retry_next_delay(o->attempt, o->retry_after));
+    }
+    /* A final outcome releases the entity's next delivery. */
+    if (rc == ERR_OK && *kind != OUTCOME_RETRY && d.entity_order)
+        rc = deliveries_promote_next(db, o->tenant, o->integration, d.entity_key, d.paused);
+    if (rc == ERR_OK)
+        rc = outcome_integration(db, o->tenant, o->integration, ok, o->started_at, pause);
+    return rc;
+}
+
 static enum err outcome_run(struct db *db, void *arg)
 {
     struct outcome_job *j = arg;
-    return queue_apply_outcome(db, &j->o, &j->kind);
+    return webhook_record_outcome(db, &j->o, &j->kind);
 }
 
 static void outcome_done(void *arg, enum err rc)
@@ -592,41 +665,6 @@ static void *engine_main(void *arg)
     return NULL;
 }
 
-/* --- metrics of the queue ------------------------------------------------------------ */
-
-static void render_queue(struct buf *out)
-{
-    struct db *db = store_reader();
-    if (!db)
-        return;
-    buf_puts(out, "# HELP sluice_deliveries Unfinished deliveries by state.\n"
-                  "# TYPE sluice_deliveries gauge\n");
-    struct db_stmt *st = db_stmt(db, "SELECT state, COUNT(*) FROM deliveries WHERE state IN "
-                                     "('waiting', 'held', 'pending', 'in_flight') GROUP BY state");
-    const char *states[] = {"waiting", "held", "pending", "in_flight"};
-    int64_t counts[4] = {0};
-    while (db_next(st) == ERR_OK)
-        for (int i = 0; i < 4; i++)
-            if (!strcmp(db_col_text(st, 0), states[i]))
-                counts[i] = db_col_int(st, 1);
-    for (int i = 0; i < 4; i++)
-        buf_printf(out, "sluice_deliveries{state=\"%s\"} %lld\n", states[i], (long long)counts[i]);
-    buf_puts(out, "# HELP sluice_delivery_oldest_pending_age_seconds Age of the oldest "
-                  "unfinished delivery per integration.\n"
-                  "# TYPE sluice_delivery_oldest_pending_age_seconds gauge\n");
-    st = db_stmt(db, "SELECT tenant_id, integration_id, MIN(created_at) FROM deliveries WHERE "
-                     "state IN ('waiting', 'held', 'pending', 'in_flight') GROUP BY tenant_id, "
-                     "integration_id");
-    int64_t now = time_now_ms();
-    while (db_next(st) == ERR_OK)
-        buf_printf(out,
-                   "sluice_delivery_oldest_pending_age_seconds{tenant=\"%s\",integration=\"%s\"} "
-                   "%.3f\n",
-                   db_col_text(st, 0), db_col_text(st, 1),
-                   (double)(now - db_col_int(st, 2)) / 1000.0);
-    db_release(db);
-}
-
 /* --- lifecycle ----------------------------------------------------------------------- */
 
 void webhook_wake(void)
@@ -672,11 +710,7 @@ enum err webhook_start(const struct config *cfg)
 static enum err release_mine(struct db *db, void *arg)
 {
     (void)arg;
-    struct db_stmt *st = db_stmt(db, "UPDATE deliveries SET state = 'pending', lease_owner = "
-                                     "NULL, lease_until = NULL WHERE state = 'in_flight' AND "
-                                     "lease_owner = ? AND batch_id IS NULL");
-    db_bind_text(st, 1, g.cfg->node_id);
-    return db_run(st);
+    return deliveries_release_leases(db, g.cfg->node_id, false, NULL);
 }
 
 void webhook_stop(void)

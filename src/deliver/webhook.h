@@ -10,6 +10,8 @@
 #include "core/config.h"
 #include "core/err.h"
 #include "core/json.h"
+#include "deliver/outcome.h"
+#include "stream/deliveries.h"
 #include "stream/integrations.h"
 #include "stream/targets.h"
 
@@ -24,6 +26,13 @@ void webhook_config_changed(void);
 /* Sends a sluice.test event to the integration now (blocking, bounded by the webhook
  * timeout) and returns {"ok", "status", "latency_ms", "error"} (caller decrefs). */
 json_t *webhook_test(const struct integration *in, const struct config *cfg);
+
+/* Records one attempt of a webhook delivery and applies its outcome: the delivery moves on
+ * (succeeded, rejected, retried or failed after 24 h; the entity's next one released), a
+ * final failure records its task and alert, and the integration takes the consequences
+ * (outcome.h). *kind says what happened. Writer thread. */
+enum err webhook_record_outcome(struct db *db, const struct attempt_outcome *o,
+                                enum outcome_kind *kind);
 
 /* The webhook target driver (stream/targets.h), and its parts (webhook_target.c). */
 extern const struct target_driver webhook_driver;

@@ -11,9 +11,11 @@
 #include "alert/issues.h"
 #include "core/log.h"
 #include "core/timeutil.h"
-#include "deliver/webhook.h"
+#include "deliver/outcome.h"
+#include "store/events.h"
 #include "store/store.h"
 #include "stream/deliveries.h"
+#include "stream/integrations.h"
 
 #define TICK_MS 250
 
@@ -25,16 +27,15 @@ static struct {
     bool alerts; /* this node runs the "alerts" role: auto-close */
 } g = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
 
-#define LAG_LIMIT_MS (15 * 60 * 1000) /* the seed's promise: webhooks within 15 minutes */
-#define LAG_CHECK_EVERY 20            /* ticks (5 s): the check scans unfinished rows */
-#define LAG_MAX 100                   /* integrations alerted per check */
+#define LAG_CHECK_EVERY 20 /* ticks (5 s): the check scans unfinished rows */
+#define LAG_MAX 100        /* lag episodes started or ended per check */
 
 #define PURGE_EVERY 8 /* ticks (2 s) */
 #define PURGE_LIMIT 5000
 
 struct tick {
     int64_t released, stopped, lagging, auto_closed;
-    struct lag_candidate lag[LAG_MAX];
+    struct lag_change lag[LAG_MAX];
     int nlag;
     int64_t purged_deliveries, purged_events, purged_alerts, purged_tasks;
     bool purge, purge_alerts;
@@ -53,8 +54,11 @@ static enum err purge(struct db *db, struct tick *t)
     for (size_t i = 0; i < n && rc == ERR_OK; i++) {
         int64_t d = 0, e = 0, a = 0, k = 0;
         if (t->purge)
-            rc = queue_purge(db, tenants[i], now - g_cfg->retention_deliveries_ms,
-                             now - g_cfg->retention_events_ms, PURGE_LIMIT, &d, &e);
+            rc = deliveries_purge(db, tenants[i], now - g_cfg->retention_deliveries_ms, PURGE_LIMIT,
+                                  &d);
+        if (rc == ERR_OK && t->purge)
+            rc = store_events_purge(db, tenants[i], now - g_cfg->retention_events_ms, PURGE_LIMIT,
+                                    &e);
         if (rc == ERR_OK && t->purge_alerts)
             rc =
                 alerts_purge(db, tenants[i], now - g_cfg->retention_alerts_ms, PURGE_LIMIT, &a, &k);
@@ -72,11 +76,11 @@ static enum err purge(struct db *db, struct tick *t)
 static enum err tick_run(struct db *db, void *arg)
 {
     struct tick *t = arg;
-    enum err rc = queue_release_leases(db, false, &t->released);
+    enum err rc = deliveries_release_leases(db, NULL, false, &t->released);
     if (rc == ERR_OK)
-        rc = queue_stop_ended(db, &t->stopped);
+        rc = integrations_stop_ended(db, &t->stopped);
     if (rc == ERR_OK && t->nlag)
-        rc = queue_alert_lagging(db, t->lag, t->nlag, time_scaled(LAG_LIMIT_MS), &t->lagging);
+        rc = outcome_lag_apply(db, t->lag, t->nlag, time_scaled(OUTCOME_LAG_LIMIT_MS), &t->lagging);
     if (rc == ERR_OK && g.alerts)
         rc = issues_auto_close(db, time_now_ms(), &t->auto_closed);
     if (rc == ERR_OK && (t->purge || t->purge_alerts))
@@ -119,7 +123,8 @@ static void *scheduler_main(void *arg)
             /* The scan reads on this thread's own connection, outside the writer. */
             struct db *rdb = store_reader();
             if (rdb)
-                rc = queue_find_lagging(rdb, time_scaled(LAG_LIMIT_MS), t.lag, LAG_MAX, &t.nlag);
+                rc = outcome_lag_scan(rdb, time_scaled(OUTCOME_LAG_LIMIT_MS), t.lag, LAG_MAX,
+                                      &t.nlag);
             store_reader_release();
             if (rc != ERR_OK)
                 log_warn("scheduler", "lag check: %s", err_name(rc));

@@ -159,3 +159,24 @@ enum err store_event_get(struct db *db, const char *tenant, const char *id, json
         *out = event_row(st);
     return rc == ERR_DONE ? ERR_NOT_FOUND : rc;
 }
+
+enum err store_events_purge(struct db *db, const char *tenant, int64_t before, int limit,
+                            int64_t *n)
+{
+    *n = 0;
+    char floor[ID_MAX];
+    id_floor("evt", before, floor);
+    struct db_stmt *st = db_stmt(
+        db, "DELETE FROM events WHERE tenant_id = ? AND id IN (SELECT e.id FROM events e WHERE "
+            "e.tenant_id = ? AND e.id < ? AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE "
+            "d.tenant_id = e.tenant_id AND d.event_id = e.id AND d.state IN ('waiting', 'held', "
+            "'pending', 'in_flight')) LIMIT ?)");
+    db_bind_text(st, 1, tenant);
+    db_bind_text(st, 2, tenant);
+    db_bind_text(st, 3, floor);
+    db_bind_int(st, 4, limit);
+    enum err rc = db_run(st);
+    if (rc == ERR_OK)
+        *n = db_changes(st);
+    return rc;
+}

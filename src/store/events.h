@@ -44,6 +44,11 @@ enum err store_events_list(struct db *db, const char *tenant, const struct event
 /* Fetches one event as JSON (*out, caller decrefs); ERR_NOT_FOUND if absent. */
 enum err store_event_get(struct db *db, const char *tenant, const char *id, json_t **out);
 
+/* Retention, for one tenant: deletes up to `limit` events published before `before` that
+ * no unfinished delivery still needs; *n counts them. Writer thread. */
+enum err store_events_purge(struct db *db, const char *tenant, int64_t before, int limit,
+                            int64_t *n);
+
 /* Frees the strings of ev. */
 void event_in_cleanup(struct event_in *ev);
 

@@ -1,17 +1,32 @@
-/* The delivery work queue on the database (DESIGN.md: the database is the queue):
- * claiming due deliveries with a lease, applying attempt outcomes (success, rejection,
- * retry, final failure, the alerts and pauses they cause), pause/resume/skip transitions,
- * lease expiry and end dates. Every function runs on the writer thread inside a
- * transaction. */
-#ifndef SLUICE_DELIVER_QUEUE_H
-#define SLUICE_DELIVER_QUEUE_H
+/* The delivery queue on the database (the database is the queue): the one module that
+ * writes the deliveries and delivery_attempts tables. Routing inserts through it, the
+ * engines claim and finish through it, the API holds and resumes through it, S3 batches
+ * take their members through it. Row transitions only: what an outcome means for its
+ * integration (alerts, auto-pause) is decided above, in src/deliver/outcome.c.
+ *
+ * Every function that writes runs on the writer thread inside a transaction (asserted);
+ * the states are waiting (behind an earlier delivery of its entity) | held (integration
+ * paused) | pending (due at next_attempt_at) | in_flight (leased by a node, or a member of
+ * an S3 batch) | succeeded | rejected | failed | skipped (the last four final). */
+#ifndef SLUICE_STREAM_DELIVERIES_H
+#define SLUICE_STREAM_DELIVERIES_H
 
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "core/buf.h"
 #include "core/err.h"
 #include "core/id.h"
 #include "store/db.h"
+
+/* The unfinished states, as SQL text for IN lists. */
+#define DELIVERIES_UNFINISHED "('waiting', 'held', 'pending', 'in_flight')"
+
+/* Inserts one delivery of event_id for an integration: held while paused, waiting behind an
+ * unfinished delivery of the same entity (entity ordering), else pending (due at now). */
+enum err deliveries_insert(struct db *db, const char *tenant, const char *integration, bool paused,
+                           bool entity_order, const char *event_id, const char *entity,
+                           const char *entity_id, int64_t now);
 
 struct claimed {
     char delivery_id[ID_MAX];
@@ -19,12 +34,15 @@ struct claimed {
     int attempt;
 };
 
-/* Claims up to `limit` due pending deliveries of one integration for node, respecting the
- * integration's max_in_flight across nodes. Returns them in *out (malloc'd, caller frees)
- * and the next due time of what remains in *next_due (-1: none). */
-enum err queue_claim(struct db *db, const char *tenant, const char *integration, const char *node,
-                     int64_t lease_ms, int limit, struct claimed **out, int *n, int64_t *next_due);
+/* Claims up to `limit` due pending deliveries of one integration for node with a lease of
+ * lease_ms, respecting the integration's max_in_flight across nodes (nothing while it is
+ * paused). Returns them in *out (malloc'd, caller frees) and the next due time of what
+ * remains in *next_due (-1: none). */
+enum err deliveries_claim(struct db *db, const char *tenant, const char *integration,
+                          const char *node, int64_t lease_ms, int limit, struct claimed **out,
+                          int *n, int64_t *next_due);
 
+/* One attempt of one delivery, as the engine that made it reports it. */
 struct attempt_outcome {
     char tenant[72];
     char integration[72];
@@ -40,53 +58,72 @@ struct attempt_outcome {
     int64_t retry_after; /* ms, -1: none */
 };
 
-enum outcome_kind {
-    OUTCOME_SUCCEEDED,
-    OUTCOME_REJECTED,
-    OUTCOME_RETRY,
-    OUTCOME_FAILED,
-    OUTCOME_STALE
+/* Stores the attempt row (idempotent per attempt number). */
+enum err deliveries_record_attempt(struct db *db, const struct attempt_outcome *o);
+
+/* What an outcome needs to know about the delivery it ends. */
+struct delivery_leased {
+    char entity_key[400];
+    int64_t first_attempt_at; /* the first attempt's start (o->started_at for the first) */
+    bool paused;              /* its integration is paused */
+    bool entity_order;        /* its integration orders by entity */
 };
 
-/* Records the attempt and moves the delivery on; *kind says what happened. */
-enum err queue_apply_outcome(struct db *db, const struct attempt_outcome *o,
-                             enum outcome_kind *kind);
+/* Reads the delivery of o if it is still in flight under o->node's lease: ERR_DONE when
+ * the lease was lost (expired and claimed again) or the integration was deleted. */
+enum err deliveries_leased(struct db *db, const struct attempt_outcome *o,
+                           struct delivery_leased *out);
+/* Ends the delivery of o in a final state (succeeded, rejected, failed). */
+enum err deliveries_finish(struct db *db, const struct attempt_outcome *o, const char *state,
+                           int64_t now);
+/* Gives the delivery of o back for another attempt at due (held while paused). */
+enum err deliveries_retry(struct db *db, const struct attempt_outcome *o, bool paused, int64_t due);
+/* Releases the next waiting delivery of the entity: pending, or held while paused. Its
+ * next_attempt_at stays its routing time, so claims keep publish order. */
+enum err deliveries_promote_next(struct db *db, const char *tenant, const char *integration,
+                                 const char *entity_key, bool paused);
 
-/* Pausing moves pending deliveries to held; resuming moves held ones back (shifting their
- * retry clocks by the paused time) or, with skip, marks every unfinished one skipped. */
-enum err queue_pause(struct db *db, const char *tenant, const char *integration);
-enum err queue_resume(struct db *db, const char *tenant, const char *integration, int64_t paused_at,
-                      bool skip, int64_t *skipped);
-/* Pauses an integration on Sluice's own decision: state, held deliveries, log, alert. */
-enum err queue_system_pause(struct db *db, const char *tenant, const char *integration,
-                            const char *reason);
+/* Pausing: pending deliveries become held. */
+enum err deliveries_hold(struct db *db, const char *tenant, const char *integration);
+/* Resuming: held deliveries are due now, their 24 h window shifted by the paused time
+ * (paused_at < 0: no shift); with skip every unfinished one not in flight becomes skipped
+ * instead (*skipped counts them). */
+enum err deliveries_resume(struct db *db, const char *tenant, const char *integration,
+                           int64_t paused_at, bool skip, int64_t *skipped);
 
-/* Returns expired leases (or every lease with all == true, SQLite start-up) to pending. */
-enum err queue_release_leases(struct db *db, bool all, int64_t *n);
-/* The lag check, in two halves so the scan of unfinished rows never runs inside the
- * writer's transaction. queue_find_lagging (any thread, on its read connection) lists up to
- * max integrations not yet alerted whose oldest unfinished, unpaused delivery was created
- * before now - lag_ms; queue_alert_lagging (writer) records an event_stream.delivery_failed
- * alert (reason "lagging") for each that is still not alerted, once per episode. */
-struct lag_candidate {
-    char tenant[72], integration[72];
-    int64_t oldest;
+/* Returns leases to pending: node's own (node != NULL: an engine stopping), every lease
+ * (all: SQLite start-up, one node), or the expired ones (the scheduler). An attempt whose
+ * outcome never came still started the 24 h clock. S3 batch members (in flight without a
+ * lease: their batch holds them) stay. *n counts them (may be NULL). */
+enum err deliveries_release_leases(struct db *db, const char *node, bool all, int64_t *n);
+
+/* Makes the pending or waiting deliveries ids[0..n) of an integration members of an S3
+ * batch (in flight, held by the batch); joined[i] says whether ids[i] joined (another node
+ * may have taken it, or it may have moved on). */
+enum err deliveries_join_batch(struct db *db, const char *tenant, const char *integration,
+                               const char *batch_id, const char *const *ids, int n, bool *joined);
+
+/* One upload attempt of an S3 batch, for its unfinished members.  */
+struct batch_attempt {
+    const char *tenant, *integration, *batch_id;
+    int attempt;
+    int64_t started_at;
+    long status;       /* 0: no response */
+    const char *error; /* NULL on success */
 };
-enum err queue_find_lagging(struct db *db, int64_t lag_ms, struct lag_candidate *out, int max,
-                            int *n);
-enum err queue_alert_lagging(struct db *db, const struct lag_candidate *c, int n, int64_t lag_ms,
-                             int64_t *alerted);
+/* Records the attempt on the members; state ("succeeded", "failed") ends them too, NULL
+ * leaves them in flight for the batch's retry. */
+enum err deliveries_batch_attempt(struct db *db, const struct batch_attempt *a, const char *state,
+                                  int64_t now);
 
-/* Retention, for one tenant: deletes up to `limit` finished deliveries (with their attempts)
- * created before deliveries_before, and events published before events_before that have no
- * unfinished delivery. Counts go to *deliveries and *events. */
-enum err queue_purge(struct db *db, const char *tenant, int64_t deliveries_before,
-                     int64_t events_before, int limit, int64_t *deliveries, int64_t *events);
-
+/* Retention, for one tenant: deletes up to `limit` finished deliveries created before
+ * `before`, with their attempts; *n counts them. */
+enum err deliveries_purge(struct db *db, const char *tenant, int64_t before, int limit, int64_t *n);
 /* Deletes every delivery of an integration, with its attempts. */
 enum err deliveries_delete_integration(struct db *db, const char *tenant, const char *integration);
 
-/* Stops temporary integrations whose end date has passed (logged). */
-enum err queue_stop_ended(struct db *db, int64_t *n);
+/* Appends the queue's gauges for /metrics (unfinished deliveries by state, the oldest per
+ * integration), read through the calling thread's read connection. */
+void deliveries_render_metrics(struct buf *out);
 
 #endif

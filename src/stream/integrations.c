@@ -1,6 +1,7 @@
 /* Integrations: validation, persistence, rendering. See integrations.h for threads. */
 #include "stream/integrations.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -388,6 +389,122 @@ static json_t *render_target(const struct integration *in)
     if (d && d->mask)
         d->mask(t);
     return t;
+}
+
+enum err integrations_stop_ended(struct db *db, int64_t *n)
+{
+    assert(store_is_writer());
+    *n = 0;
+    struct db_stmt *st = db_stmt(db, "SELECT tenant_id, id FROM integrations WHERE end_at IS NOT "
+                                     "NULL AND end_at <= ? AND state <> 'stopped' LIMIT 100");
+    db_bind_int(st, 1, time_now_ms());
+    char ids[100][2][72];
+    int k = 0;
+    enum err rc = ERR_OK;
+    while (k < 100 && (rc = db_next(st)) == ERR_OK) {
+        snprintf(ids[k][0], 72, "%s", db_col_text(st, 0));
+        snprintf(ids[k][1], 72, "%s", db_col_text(st, 1));
+        k++;
+    }
+    db_release(db);
+    if (rc != ERR_OK && rc != ERR_DONE)
+        return rc;
+    for (int i = 0; i < k; i++) {
+        int64_t now = time_now_ms();
+        /* Deliveries already routed still finish: held ones return to pending. */
+        if ((rc = deliveries_resume(db, ids[i][0], ids[i][1], -1, false, &(int64_t){0})) != ERR_OK)
+            return rc;
+        if ((rc = integration_set_state(db, ids[i][0], ids[i][1], "stopped", now)) != ERR_OK)
+            return rc;
+        if ((rc = integration_log(db, ids[i][0], ids[i][1], "stopped", "reached end date",
+                                  "system")) != ERR_OK)
+            return rc;
+        (*n)++;
+    }
+    return ERR_OK;
+}
+
+enum err integration_health_load(struct db *db, const char *tenant, const char *id,
+                                 struct integration_health *out)
+{
+    struct db_stmt *st = db_stmt(db, "SELECT state, failing_since, failing_count, "
+                                     "last_attempt_at FROM integrations WHERE tenant_id = ? AND "
+                                     "id = ?");
+    db_bind_text(st, 1, tenant);
+    db_bind_text(st, 2, id);
+    enum err rc = db_next(st);
+    if (rc == ERR_OK) {
+        out->paused = !strcmp(db_col_text(st, 0), "paused");
+        out->failing_since = db_col_opt_int(st, 1);
+        out->failing_count = db_col_int(st, 2);
+        out->last_attempt_at = db_col_opt_int(st, 3);
+    }
+    db_release(db);
+    return rc == ERR_DONE ? ERR_NOT_FOUND : rc;
+}
+
+enum err integration_attempt_ok(struct db *db, const char *tenant, const char *id, int64_t now)
+{
+    assert(store_is_writer());
+    struct db_stmt *st = db_stmt(db, "UPDATE integrations SET failing_since = NULL, failing_count "
+                                     "= 0, last_attempt_at = ? WHERE tenant_id = ? AND id = ?");
+    db_bind_int(st, 1, now);
+    db_bind_text(st, 2, tenant);
+    db_bind_text(st, 3, id);
+    return db_run(st);
+}
+
+enum err integration_attempt_failed(struct db *db, const char *tenant, const char *id,
+                                    int64_t started_at, int64_t now, int64_t *since, int64_t *count)
+{
+    assert(store_is_writer());
+    struct db_stmt *st = db_stmt(db, "UPDATE integrations SET failing_since = "
+                                     "COALESCE(failing_since, ?), failing_count = failing_count + "
+                                     "1, last_attempt_at = ? WHERE tenant_id = ? AND id = ? "
+                                     "RETURNING failing_since, failing_count");
+    db_bind_int(st, 1, started_at);
+    db_bind_int(st, 2, now);
+    db_bind_text(st, 3, tenant);
+    db_bind_text(st, 4, id);
+    enum err rc = db_next(st);
+    if (rc == ERR_OK) {
+        *since = db_col_int(st, 0);
+        *count = db_col_int(st, 1);
+    }
+    db_release(db);
+    return rc == ERR_DONE ? ERR_NOT_FOUND : rc;
+}
+
+enum err integration_lag_begin(struct db *db, const char *tenant, const char *id, int64_t now,
+                               bool *started)
+{
+    assert(store_is_writer());
+    struct db_stmt *st = db_stmt(db, "UPDATE integrations SET lag_alerted_at = ? WHERE tenant_id "
+                                     "= ? AND id = ? AND lag_alerted_at IS NULL");
+    db_bind_int(st, 1, now);
+    db_bind_text(st, 2, tenant);
+    db_bind_text(st, 3, id);
+    enum err rc = db_run(st);
+    *started = rc == ERR_OK && db_changes(st) > 0;
+    return rc;
+}
+
+enum err integration_lag_end(struct db *db, const char *tenant, const char *id, int64_t before,
+                             bool *ended)
+{
+    assert(store_is_writer());
+    struct db_stmt *st = db_stmt(
+        db, "UPDATE integrations SET lag_alerted_at = NULL WHERE tenant_id = ? AND id = ? AND "
+            "lag_alerted_at IS NOT NULL AND (state = 'paused' OR NOT EXISTS (SELECT 1 FROM "
+            "deliveries d WHERE d.tenant_id = integrations.tenant_id AND d.integration_id = "
+            "integrations.id AND d.state IN ('waiting', 'pending', 'in_flight') AND d.created_at "
+            "< ?))");
+    db_bind_text(st, 1, tenant);
+    db_bind_text(st, 2, id);
+    db_bind_int(st, 3, before);
+    enum err rc = db_run(st);
+    *ended = rc == ERR_OK && db_changes(st) > 0;
+    return rc;
 }
 
 json_t *integration_to_json(struct db *db, const struct integration *in)

@@ -57,6 +57,36 @@ enum err integration_set_state(struct db *db, const char *tenant, const char *id
 /* Appends a log row: action "started"|"stopped"|"updated"|"deleted", reason, actor. */
 enum err integration_log(struct db *db, const char *tenant, const char *id, const char *action,
                          const char *reason, const char *actor);
+/* Stops temporary integrations whose end date has passed (logged); deliveries already
+ * routed still finish (held ones are due again). *n counts them. Writer. */
+enum err integrations_stop_ended(struct db *db, int64_t *n);
+
+/* The attempt columns of an integration: what the consequences of an outcome depend on. */
+struct integration_health {
+    bool paused;
+    int64_t failing_since; /* -1: not failing */
+    int64_t failing_count;
+    int64_t last_attempt_at; /* -1: never */
+};
+/* Reads them; ERR_NOT_FOUND when the integration is gone. */
+enum err integration_health_load(struct db *db, const char *tenant, const char *id,
+                                 struct integration_health *out);
+/* An attempt succeeded at now: the failure counters are cleared. Writer. */
+enum err integration_attempt_ok(struct db *db, const char *tenant, const char *id, int64_t now);
+/* An attempt that started at started_at failed: counted (failing_since is the first failed
+ * attempt's start since the last success); *since and *count get the new values. Writer. */
+enum err integration_attempt_failed(struct db *db, const char *tenant, const char *id,
+                                    int64_t started_at, int64_t now, int64_t *since,
+                                    int64_t *count);
+/* Starts the integration's lag episode at now unless one is open: *started says whether this
+ * call started it (several nodes may try). Writer. */
+enum err integration_lag_begin(struct db *db, const char *tenant, const char *id, int64_t now,
+                               bool *started);
+/* Ends the integration's lag episode if no unfinished delivery of it (paused: none counts)
+ * was created before `before`: *ended says whether it did. Writer. */
+enum err integration_lag_end(struct db *db, const char *tenant, const char *id, int64_t before,
+                             bool *ended);
+
 /* Bumps the tenant's configuration version (routing indexes rebuild). */
 enum err tenant_config_bump(struct db *db, const char *tenant);
 

@@ -10,7 +10,7 @@
 #include "core/id.h"
 #include "core/timeutil.h"
 #include "core/xalloc.h"
-#include "store/store.h"
+#include "stream/deliveries.h"
 #include "stream/integrations.h"
 
 struct sub {
@@ -105,44 +105,6 @@ enum err routing_prepare(struct db *db, const char *tenant, struct routing_tenan
     return ERR_OK;
 }
 
-enum err routing_insert_delivery(struct db *db, const char *tenant, const char *integration_id,
-                                 bool paused, bool entity_order, const char *event_id,
-                                 const char *entity, const char *entity_id, int64_t now)
-{
-    char key[400];
-    snprintf(key, sizeof key, "%s/%s", entity, entity_id);
-    const char *state = paused ? "held" : "pending";
-    if (entity_order) {
-        struct db_stmt *q = db_stmt(
-            db, "SELECT 1 FROM deliveries WHERE tenant_id = ? AND integration_id = ? AND "
-                "entity_key = ? AND state IN ('waiting', 'held', 'pending', 'in_flight') LIMIT 1");
-        db_bind_text(q, 1, tenant);
-        db_bind_text(q, 2, integration_id);
-        db_bind_text(q, 3, key);
-        enum err rc = db_next(q);
-        if (rc == ERR_OK)
-            state = "waiting";
-        else if (rc != ERR_DONE)
-            return rc;
-    }
-    char id[ID_MAX];
-    id_new("dlv", now, id);
-    struct db_stmt *st = db_stmt(
-        db, "INSERT INTO deliveries (tenant_id, id, integration_id, event_id, entity_key, state, "
-            "next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
-    db_bind_text(st, 1, tenant);
-    db_bind_text(st, 2, id);
-    db_bind_text(st, 3, integration_id);
-    db_bind_text(st, 4, event_id);
-    db_bind_text(st, 5, key);
-    db_bind_text(st, 6, state);
-    db_bind_int(st, 7, now);
-    db_bind_int(st, 8, now);
-    if (!strcmp(state, "pending"))
-        store_wake(STORE_WAKE_DELIVER);
-    return db_run(st);
-}
-
 enum err routing_route(struct db *db, struct routing_tenant *rt, const struct event_in *ev,
                        int *routed)
 {
@@ -155,8 +117,8 @@ enum err routing_route(struct db *db, struct routing_tenant *rt, const struct ev
             continue;
         if (!integration_events_match(s->patterns, ev->type, ev->entity))
             continue;
-        enum err rc = routing_insert_delivery(db, rt->tenant, s->id, s->paused, s->entity_order,
-                                              ev->id, ev->entity, ev->entity_id, ev->published_at);
+        enum err rc = deliveries_insert(db, rt->tenant, s->id, s->paused, s->entity_order, ev->id,
+                                        ev->entity, ev->entity_id, ev->published_at);
         if (rc != ERR_OK)
             return rc;
         n++;
@@ -204,8 +166,8 @@ enum err routing_backfill(struct db *db, const char *tenant, const char *integra
         rc = ERR_OK;
     int64_t now = time_now_ms();
     for (size_t i = 0; i < count && rc == ERR_OK; i++)
-        rc = routing_insert_delivery(db, tenant, integration_id, false, entity_order, rows[i].id,
-                                     rows[i].entity, rows[i].entity_id, now);
+        rc = deliveries_insert(db, tenant, integration_id, false, entity_order, rows[i].id,
+                               rows[i].entity, rows[i].entity_id, now);
     for (size_t i = 0; i < count; i++) {
         free(rows[i].entity);
         free(rows[i].entity_id);

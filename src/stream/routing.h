@@ -19,10 +19,6 @@ enum err routing_prepare(struct db *db, const char *tenant, struct routing_tenan
 /* Writes the deliveries of one stored event; *routed gets their number (may be NULL). */
 enum err routing_route(struct db *db, struct routing_tenant *rt, const struct event_in *ev,
                        int *routed);
-/* Inserts one delivery of event_id for an integration, as waiting/held/pending. */
-enum err routing_insert_delivery(struct db *db, const char *tenant, const char *integration_id,
-                                 bool paused, bool entity_order, const char *event_id,
-                                 const char *entity, const char *entity_id, int64_t now);
 /* Backfills a new integration: routes every retained event published in [from, to) that
  * matches, in publish order. *n gets the count. */
 enum err routing_backfill(struct db *db, const char *tenant, const char *integration_id,

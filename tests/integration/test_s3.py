@@ -588,3 +588,68 @@ def test_s3_sigkill_during_multipart_aborts_the_abandoned_upload(start_server, d
     objs = s3clean.objects(P() + "t8/")
     assert max(o["size"] for o in objs) > 16 * 1024 * 1024
     check_objects(objs, P() + "t8/", "mp", ids, 17 * 1024 * 1024, gz=False)
+
+
+# ----------------------------------------------------------------------------- integration health
+
+
+def lag_alerts(srv, pg, iid):
+    return db_rows(srv, pg, "SELECT message FROM alerts WHERE event = "
+                            f"'event_stream.delivery_failed' AND connection = '{iid}' AND "
+                            "message LIKE 'lagging%'")
+
+
+def test_s3_lag_episode_ends_when_uploads_catch_up(start_server, db, s3clean, request):
+    """S3 integrations have lag episodes like webhooks: one alert while uploads fail for
+    longer than the limit, none more while it lasts, and a new one after the uploads caught
+    up (a successful upload used to leave the episode open for ever)."""
+    pg = request.getfixturevalue("pg") if db else None
+    # --time-scale 600: the lag limit is 1.5 s (the check runs every 5 s), retries are fast
+    srv = start_server(db=db, args=["--allow-private-targets", "--time-scale", "600",
+                                    "--s3-batch-max-bytes", "1", "--s3-batch-max-age", "600s"])
+    key = setup_tenant(srv)
+    create(srv, key, "lag", s3_target(s3clean, P() + "tl/"))
+    s3clean.control(fail=[{"status": 500, "code": "InternalError", "count": 100000,
+                           "method": "PUT"}])
+    publish(srv, key, {"type": "order.created", "entity_id": "O1", "payload": {}})
+    wait_for(lambda: lag_alerts(srv, pg, "lag"), 20, 0.2, "the first lag alert")
+    time.sleep(11)  # two more checks while the upload still fails: the same episode
+    assert len(lag_alerts(srv, pg, "lag")) == 1
+    s3clean.reset()  # S3 answers again: the batch goes up, nothing is old any more
+    wait_for(lambda: all_succeeded(srv, key, "lag", 1), 30, 0.1, "the upload")
+    time.sleep(6)  # a check runs while nothing lags: the episode ends
+    s3clean.control(fail=[{"status": 500, "code": "InternalError", "count": 100000,
+                           "method": "PUT"}])
+    publish(srv, key, {"type": "order.created", "entity_id": "O2", "payload": {}})
+    wait_for(lambda: len(lag_alerts(srv, pg, "lag")) == 2, 20, 0.2, "the second episode's alert")
+
+
+def test_s3_auto_pause_after_24h_of_failures(start_server, db, s3clean, request):
+    """Every upload failed for the (scaled) 24 h with at least 10 attempts: the S3
+    integration is paused by Sluice, like a webhook one."""
+    pg = request.getfixturevalue("pg") if db else None
+    # --time-scale 20000: 24 h is 4.32 s
+    srv = start_server(db=db, args=["--allow-private-targets", "--time-scale", "20000",
+                                    "--s3-batch-max-age", "600s"])
+    key = setup_tenant(srv)
+    create(srv, key, "ap", s3_target(s3clean, P() + "ta/"))
+    s3clean.control(fail=[{"status": 500, "code": "InternalError", "count": 100000,
+                           "method": "PUT"}])
+    t0 = time.monotonic()
+    publish(srv, key, {"type": "order.created", "entity_id": "O1", "payload": {}})
+
+    def paused():
+        status, _, body = srv.request("GET", "/v1/integrations/ap", token=key)
+        return body["state"] == "paused" and body
+    wait_for(paused, 30, 0.1, "the auto-pause")
+    assert time.monotonic() - t0 >= 4.2, "paused before the scaled 24 h"
+    status, _, body = srv.request("GET", "/v1/integrations/ap/logs", token=key)
+    log = [row for row in body["data"] if row["action"] == "stopped"]
+    assert log and log[0]["reason"] == "auto-paused: every delivery failed for 24h", body
+    assert log[0]["actor"] == "system"
+    attempts = db_rows(srv, pg, "SELECT COUNT(*) FROM s3_batch_attempts WHERE tenant_id = "
+                                "'acme'")
+    assert int(attempts[0][0]) >= 10, attempts
+    wait_for(lambda: db_rows(srv, pg, "SELECT 1 FROM alerts WHERE event = "
+                                      "'event_stream.integration_stopped' AND connection = 'ap'"),
+             10, 0.1, "the integration_stopped alert")

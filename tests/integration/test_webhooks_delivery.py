@@ -531,3 +531,44 @@ def test_lag_alert_once_per_episode(stream):
     # and none for the integration that keeps up.
     time.sleep(11)
     assert [a["connection"] for a in lagging()] == ["erp"]
+
+
+def test_lag_episode_ends_only_when_nothing_is_old(stream):
+    """One stuck entity while other entities keep succeeding is one lag episode (not one
+    alert per check: a success of another entity does not end it); once the stuck event is
+    delivered nothing is old any more, the episode ends, and a new stuck event is a new
+    episode with its own alert."""
+    # --time-scale 600: the 15-minute lag limit is 1.5 s; the check runs every 5 s.
+    s = stream(args=["--time-scale", "600"])
+    s.create("erp", ordering="none")
+    stuck = {"S-1"}
+    s.rcv.set("/erp", lambda r: 500 if r.json["entity_id"] in stuck else 200)
+
+    def lagging():
+        return [a for a in s.alerts("event_stream.delivery_failed")
+                if "lagging" in a["message"] and a["connection"] == "erp"]
+
+    first = s.publish([order("S-1")])
+    deadline = time.monotonic() + 20 * SLOW
+    n = 0
+    while not lagging():  # traffic: a success every ~0.2 s
+        assert time.monotonic() < deadline, "no lag alert"
+        s.publish([order(f"G-{n}")])
+        n += 1
+        time.sleep(0.2)
+    # Two more checks run (every 5 s) while S-1 still lags and others succeed.
+    end = time.monotonic() + 11
+    while time.monotonic() < end:
+        s.publish([order(f"G-{n}")])
+        n += 1
+        time.sleep(0.2)
+    assert len(lagging()) == 1, lagging()
+    assert s.status_of("erp", first[0]) == "pending"
+    # S-1 goes through: nothing is older than the limit any more, the episode ends at the
+    # next check; a new stuck entity lags again and gets the next episode's alert.
+    stuck.clear()
+    s.wait_status("erp", first, "success", timeout=30)
+    idle(6)  # a check runs (every 5 s) while nothing lags: it ends the episode
+    stuck.add("S-2")
+    s.publish([order("S-2")])
+    wait_for(lambda: len(lagging()) == 2, 20, interval=0.2, what="the second episode's alert")
