@@ -88,7 +88,6 @@ static int serve(int argc, char **argv)
         if (n)
             log_info("main", "released %lld lease(s) left by the previous run", (long long)n);
     }
-    store_set_wake_hook(on_commit_wake);
     api_init(&cfg);
     const char *what = "";
     if (deliver_start(&cfg, &what) != ERR_OK) {
@@ -100,6 +99,8 @@ static int serve(int argc, char **argv)
         fprintf(stderr, "sluice: cannot start the notifier\n");
         goto stop;
     }
+    /* Engines start looking at everything; from now on commits wake them. */
+    store_set_wake_hook(on_commit_wake);
     if (scheduler_start(&cfg) != ERR_OK) {
         fprintf(stderr, "sluice: cannot start the scheduler\n");
         goto stop;
@@ -128,6 +129,7 @@ stop:
     http_stop();
     scheduler_stop();
     notifier_stop();
+    store_set_wake_hook(NULL); /* no wake-up reaches an engine being stopped */
     deliver_stop();
     store_stop();
     routing_cleanup();

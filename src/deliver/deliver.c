@@ -1,11 +1,20 @@
-/* Registration and lifecycle of the delivery engines. deliver_register/start/stop run on
- * the main thread; deliver_wake on the writer thread (the commit hook). */
+/* Registration and lifecycle of the delivery engines: one engine (engine.h) per registered
+ * target driver whose role this node has. deliver_register/start/stop run on the main
+ * thread; deliver_wake on the writer thread (the commit hook) or any other. */
 #include "deliver/deliver.h"
 
+#include "core/metrics.h"
+#include "deliver/engine.h"
 #include "deliver/s3.h"
 #include "deliver/webhook.h"
 #include "store/store.h"
+#include "stream/deliveries.h"
 #include "stream/targets.h"
+
+#define ENGINES_MAX 8
+
+static struct engine *g_engines[ENGINES_MAX]; /* written before any wake-up can come */
+static int g_n;
 
 void deliver_register(void)
 {
@@ -13,32 +22,42 @@ void deliver_register(void)
     target_register(&s3_driver);
 }
 
+static struct metric_fn m_queue = {.render = deliveries_render_metrics};
+static bool metrics_registered;
+
 enum err deliver_start(const struct config *cfg, const char **what)
 {
-    if (config_has_role(cfg, "webhook") && webhook_start(cfg) != ERR_OK) {
-        *what = "webhook";
-        return ERR_INTERNAL;
+    if (!metrics_registered) {
+        metric_fn_register(&m_queue);
+        metrics_registered = true;
     }
-    if (config_has_role(cfg, "s3") && s3_start(cfg) != ERR_OK) {
-        *what = "S3";
-        return ERR_INTERNAL;
+    int n;
+    const struct target_driver *const *d = target_all(&n);
+    for (int i = 0; i < n && g_n < ENGINES_MAX; i++) {
+        if (!d[i]->engine || !config_has_role(cfg, d[i]->type))
+            continue;
+        if (engine_start(d[i]->engine, cfg, &g_engines[g_n]) != ERR_OK) {
+            *what = d[i]->type;
+            return ERR_INTERNAL;
+        }
+        g_n++;
     }
     return ERR_OK;
 }
 
 void deliver_stop(void)
 {
-    webhook_stop();
-    s3_stop();
+    for (int i = 0; i < g_n; i++)
+        engine_stop(g_engines[i]);
+    g_n = 0;
 }
 
 void deliver_wake(unsigned mask)
 {
-    if (mask & STORE_WAKE_CONFIG) {
-        webhook_config_changed();
-        s3_config_changed();
-    } else if (mask & STORE_WAKE_DELIVER) {
-        webhook_wake();
-        s3_wake();
+    for (int i = 0; i < g_n; i++) {
+        if (mask & STORE_WAKE_CONFIG)
+            engine_config_changed(g_engines[i]);
+        else if (mask & STORE_WAKE_DELIVER)
+            engine_wake(g_engines[i]);
     }
 }

@@ -1,16 +1,17 @@
-/* The S3 engine: one thread with a curl multi handle (like the webhook engine).
+/* The S3 driver's engine: batches and uploads, on the engine core (engine.h).
  *
- * Threads: the engine thread owns the integration table, the uploads and their spool files.
- * It reads candidates and batch members through its own read connection, and asks the
- * writer (jobs) to append, close, claim and record outcomes; the writer posts each job's
- * result into the inbox (g.lock) and wakes the engine with curl_multi_wakeup(). HTTP threads
- * only call s3_wake/s3_config_changed (atomics) and s3_integration_json (their own reader).
- * No lock is held across I/O.
+ * Threads: the engine thread runs every callback below and owns the per-integration state,
+ * the uploads and their spool files; it reads candidates and batch members through its own
+ * read connection and asks the writer (jobs) to append, close, claim, renew leases and
+ * record outcomes. HTTP test threads run s3_test (the probe, s3_target.c).
  *
  * Per integration, at most one append job and one upload are under way at a time. A closed
  * batch's object is rebuilt from its members (ordered by event id, so in publish order)
  * into <data-dir>/s3-spool/<batch>.jsonl[.gz] for each attempt: the bytes only depend on
- * the members, so a retry or a re-upload after a crash writes exactly the same object. */
+ * the members, so a retry or a re-upload after a crash writes exactly the same object.
+ * An upload holds its batch's lease; the lease is renewed while the upload runs (a large
+ * object is given up only when it stalls, so it has no time bound), and an upload whose
+ * lease was lost is abandoned without an outcome. */
 #include "deliver/s3.h"
 
 #include <ctype.h>
@@ -18,11 +19,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -31,35 +31,39 @@
 #include "core/log.h"
 #include "core/timeutil.h"
 #include "core/xalloc.h"
-#include "deliver/retry.h"
+#include "deliver/engine.h"
+#include "deliver/envelope.h"
+#include "deliver/outbound.h"
 #include "deliver/s3_int.h"
-#include "deliver/webhook.h"
 #include "store/store.h"
 
-#define REFRESH_MS 1000
 #define APPEND_LIMIT 5000
 #define PART_SIZE (8 * 1024 * 1024)
 #define PART_TRIES 3
 #define EMPTY_SHA256 "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
-struct s3_integ {
-    char tenant[72];
-    char id[72];
-    int64_t updated_at;
-    bool present, paused;
+static char g_spool_dir[900];
+
+struct s3_up;
+
+/* The engine's state of one S3 integration. */
+struct s3 {
     bool dirty;         /* new deliveries may wait to be appended */
     bool appending;     /* an append job is under way */
     bool uploading;     /* a claim job or an upload is under way */
     bool upload_dirty;  /* a batch may have closed */
+    bool renewing;      /* a lease renewal job is under way */
     int64_t next_close; /* when the open batch's age is due (-1: unknown) */
     int64_t next_due;   /* when the next closed batch is due for upload (-1: none) */
-    struct s3_integ *next;
+    struct s3_up *up;   /* the upload under way */
 };
 
 enum up_step { UP_ABORT_OLD, UP_PUT, UP_CREATE, UP_PART, UP_COMPLETE, UP_ABORT };
 
 struct s3_up {
-    struct s3_integ *integ;
+    struct engine_xfer x;
+    struct outbound out;
+    struct engine_integ *integ;
     struct s3_claim cl;
     struct s3_conf conf;
     char path[1024];
@@ -68,241 +72,254 @@ struct s3_up {
     char sha_hex[2 * SHA256_LEN + 1];
     char md5_b64[32];
     enum up_step step;
-    CURL *easy;
     struct curl_slist *headers;
-    struct buf resp;
     struct s3_body body;
     char *url, *post;
     char upload_id[256];
     char etag[80];
-    int64_t retry_after, fail_retry_after; /* Retry-After of the answer (ms), -1: none */
+    int64_t fail_retry_after; /* the failed step's Retry-After (ms), -1: none */
     char (*etags)[80];
     int nparts, part, tries;
     int64_t started_at, start_ns;
+    int64_t renew_at; /* when to renew the batch's lease (ms since the epoch) */
     /* the failure to report once an abort is done */
     long fail_status;
     char *fail_error;
     char fail_code[64];
     char *fail_message;
-    struct s3_up *next;
-};
-
-enum msg_kind { MSG_APPENDED, MSG_CLAIMED, MSG_OUTCOME, MSG_NOTE };
-
-struct msg {
-    enum msg_kind kind;
-    struct s3_integ *integ;
-    enum err rc;
-    int64_t next_close, next_due;
-    int closed, n;
-    bool claimed;
-    struct s3_claim cl;
-    struct msg *next;
 };
 
 struct append_job {
-    struct store_job job;
-    struct s3_integ *integ;
-    char tenant[72], id[72];
+    struct engine_job j;
     struct s3_candidate *c;
     int n, closed;
-    int64_t next_close;
+    int64_t max_bytes, max_age_ms, next_close;
 };
 
 struct claim_job {
-    struct store_job job;
-    struct s3_integ *integ;
-    char tenant[72], id[72];
+    struct engine_job j;
+    int64_t lease_ms;
     struct s3_claim cl;
     int64_t next_due;
 };
 
 struct outcome_job {
-    struct store_job job;
-    struct s3_integ *integ;
+    struct engine_job j;
     struct s3_outcome o;
     enum outcome_kind kind;
 };
 
 struct note_job {
-    struct store_job job;
-    char tenant[72], batch[ID_MAX];
+    struct engine_job j;
+    char batch[ID_MAX];
     char *upload_id;
 };
 
-static struct {
-    const struct config *cfg;
-    pthread_t thread;
-    bool running;
-    CURLM *multi;
-    _Atomic bool stopping;
-    _Atomic bool all_dirty;
-    _Atomic unsigned config_gen;
-    unsigned seen_gen;
-    int64_t last_refresh;
-    char spool_dir[900];
-    struct s3_integ *integs;
-    struct s3_up *ups;
-    pthread_mutex_t lock;
-    struct msg *inbox;
-    _Atomic int jobs_pending;
-} g = {.lock = PTHREAD_MUTEX_INITIALIZER};
+struct renew_job {
+    struct engine_job j;
+    char batch[ID_MAX];
+    int64_t until;
+    bool held;
+};
 
-/* --- writer jobs --------------------------------------------------------------------- */
-
-static void post(struct msg *m)
-{
-    pthread_mutex_lock(&g.lock);
-    m->next = g.inbox;
-    g.inbox = m;
-    pthread_mutex_unlock(&g.lock);
-    curl_multi_wakeup(g.multi);
-}
-
-static enum err append_run(struct db *db, void *arg)
-{
-    struct append_job *j = arg;
-    return s3_batch_append(db, j->tenant, j->id, j->c, j->n, g.cfg->s3_batch_max_bytes,
-                           g.cfg->s3_batch_max_age_ms, &j->next_close, &j->closed);
-}
-
-static void append_done(void *arg, enum err rc)
-{
-    struct append_job *j = arg;
-    struct msg *m = xcalloc(1, sizeof *m);
-    m->kind = MSG_APPENDED;
-    m->integ = j->integ;
-    m->rc = rc;
-    m->n = j->n;
-    m->closed = rc == ERR_OK ? j->closed : 0;
-    m->next_close = rc == ERR_OK ? j->next_close : -1;
-    free(j->c);
-    free(j);
-    post(m);
-}
-
-static enum err claim_run(struct db *db, void *arg)
-{
-    struct claim_job *j = arg;
-    enum err rc =
-        s3_batch_claim(db, j->tenant, j->id, g.cfg->node_id, g.cfg->lease_ms, &j->cl, &j->next_due);
-    if (rc == ERR_DONE) {
-        j->cl.id[0] = '\0';
-        rc = ERR_OK;
-    }
-    return rc;
-}
-
-static void claim_done(void *arg, enum err rc)
-{
-    struct claim_job *j = arg;
-    struct msg *m = xcalloc(1, sizeof *m);
-    m->kind = MSG_CLAIMED;
-    m->integ = j->integ;
-    m->rc = rc;
-    m->claimed = rc == ERR_OK && j->cl.id[0];
-    m->cl = j->cl;
-    m->next_due = rc == ERR_OK ? j->next_due : -1;
-    free(j);
-    post(m);
-}
-
-static enum err outcome_run(struct db *db, void *arg)
-{
-    struct outcome_job *j = arg;
-    return s3_batch_outcome(db, &j->o, &j->kind);
-}
-
-static void outcome_done(void *arg, enum err rc)
-{
-    struct outcome_job *j = arg;
-    if (rc != ERR_OK)
-        log_error("s3",
-                  "cannot record the outcome of %s: %s (the lease will expire and it is "
-                  "retried)",
-                  j->o.key, err_name(rc));
-    else if (j->kind == OUTCOME_SUCCEEDED)
-        log_info("s3", "tenant %s integration %s: uploaded %s", j->o.tenant, j->o.integration,
-                 j->o.key);
-    struct msg *m = xcalloc(1, sizeof *m);
-    m->kind = MSG_OUTCOME;
-    m->integ = j->integ;
-    m->rc = rc;
-    free(j->o.error);
-    free(j->o.message);
-    free(j);
-    post(m);
-}
-
-static enum err note_run(struct db *db, void *arg)
-{
-    struct note_job *j = arg;
-    return s3_batch_set_upload(db, j->tenant, j->batch, g.cfg->node_id, j->upload_id);
-}
-
-static void note_done(void *arg, enum err rc)
-{
-    (void)rc;
-    struct note_job *j = arg;
-    free(j->upload_id);
-    free(j);
-    struct msg *m = xcalloc(1, sizeof *m);
-    m->kind = MSG_NOTE;
-    post(m);
-}
-
-static void submit(struct store_job *job, enum err (*run)(struct db *, void *),
-                   void (*done)(void *, enum err), void *arg)
-{
-    job->run = run;
-    job->done = done;
-    job->arg = arg;
-    atomic_fetch_add(&g.jobs_pending, 1);
-    store_submit(job);
-}
+static void start_upload(struct engine *e, struct engine_integ *w, const struct s3_claim *cl);
+static void up_free(struct s3_up *u);
 
 /* --- appending ----------------------------------------------------------------------- */
 
+static enum err append_run(struct db *db, void *arg)
+{
+    struct append_job *a = arg;
+    return s3_batch_append(db, a->j.integ->tenant, a->j.integ->id, a->c, a->n, a->max_bytes,
+                           a->max_age_ms, &a->next_close, &a->closed);
+}
+
+static void append_back(struct engine *e, struct engine_job *j, enum err rc)
+{
+    (void)e;
+    struct append_job *a = (struct append_job *)j;
+    struct engine_integ *w = j->integ;
+    struct s3 *s = w->data;
+    s->appending = false;
+    s->next_close = rc == ERR_OK ? a->next_close : -1;
+    if (rc != ERR_OK)
+        log_warn("s3", "tenant %s integration %s: cannot append to its batch: %s", w->tenant, w->id,
+                 err_name(rc));
+    else if (a->n == APPEND_LIMIT)
+        s->dirty = true; /* more are waiting */
+    if (rc == ERR_OK && a->closed)
+        s->upload_dirty = true;
+    free(a->c);
+    free(a);
+}
+
 /* Reads the integration's unbatched deliveries with the exact size of their lines and asks
  * the writer to append them (also when there are none: the open batch's age may be due). */
-static void start_append(struct s3_integ *w)
+static void start_append(struct engine *e, struct engine_integ *w)
 {
+    struct s3 *s = w->data;
     struct db *db = store_reader();
     if (!db)
         return;
-    struct append_job *j = xcalloc(1, sizeof *j);
-    j->integ = w;
-    snprintf(j->tenant, sizeof j->tenant, "%s", w->tenant);
-    snprintf(j->id, sizeof j->id, "%s", w->id);
-    j->c = xcalloc(APPEND_LIMIT, sizeof *j->c);
+    const struct config *cfg = engine_config(e);
+    struct append_job *a = xcalloc(1, sizeof *a);
+    a->max_bytes = cfg->s3_batch_max_bytes;
+    a->max_age_ms = cfg->s3_batch_max_age_ms;
+    a->c = xcalloc(APPEND_LIMIT, sizeof *a->c);
     struct db_stmt *st = db_stmt(
-        db, "SELECT d.id, d.event_id, e.type, e.entity, e.entity_id, e.sequence, e.occurred_at, "
-            "e.published_at, e.payload FROM deliveries d JOIN events e ON e.tenant_id = "
+        db, "SELECT d.id, " ENVELOPE_COLS " FROM deliveries d JOIN events e ON e.tenant_id = "
             "d.tenant_id AND e.id = d.event_id WHERE d.tenant_id = ? AND d.integration_id = ? AND "
             "d.state IN ('pending', 'waiting') AND d.batch_id IS NULL ORDER BY d.event_id, d.id "
             "LIMIT ?");
     db_bind_text(st, 1, w->tenant);
     db_bind_text(st, 2, w->id);
     db_bind_int(st, 3, APPEND_LIMIT);
-    while (j->n < APPEND_LIMIT && db_next(st) == ERR_OK) {
-        char *line = webhook_envelope(db_col_text(st, 1), db_col_text(st, 2), db_col_text(st, 3),
-                                      db_col_text(st, 4), db_col_int(st, 5), db_col_int(st, 6),
-                                      db_col_int(st, 7), w->tenant, w->id, -1, db_col_text(st, 8));
-        struct s3_candidate *c = &j->c[j->n++];
+    enum err rc;
+    while (a->n < APPEND_LIMIT && (rc = db_next(st)) == ERR_OK) {
+        struct envelope_event ev;
+        envelope_from_row(st, 1, &ev);
+        char *line = envelope_build(&ev, w->tenant, w->id, -1);
+        struct s3_candidate *c = &a->c[a->n++];
         snprintf(c->delivery_id, sizeof c->delivery_id, "%s", db_col_text(st, 0));
         c->bytes = (int64_t)strlen(line) + 1;
-        c->published_at = db_col_int(st, 7);
+        c->published_at = ev.published_at;
         free(line);
     }
     db_release(db);
-    w->dirty = false;
-    if (j->n == 0 && w->next_close > time_now_ms()) {
-        free(j->c); /* nothing new, and the open batch's age is not due: no writer job */
-        free(j);
+    s->dirty = false;
+    if (a->n == 0 && s->next_close > time_now_ms()) {
+        free(a->c); /* nothing new, and the open batch's age is not due: no writer job */
+        free(a);
         return;
     }
-    w->appending = true;
-    submit(&j->job, append_run, append_done, j);
+    s->appending = true;
+    engine_submit(e, &a->j, w, append_run, append_back);
+}
+
+/* --- claims, outcomes, leases -------------------------------------------------------- */
+
+static enum err claim_run(struct db *db, void *arg)
+{
+    struct claim_job *c = arg;
+    struct engine_integ *w = c->j.integ;
+    enum err rc = s3_batch_claim(db, w->tenant, w->id, engine_config(c->j.e)->node_id, c->lease_ms,
+                                 &c->cl, &c->next_due);
+    if (rc == ERR_DONE) {
+        c->cl.id[0] = '\0';
+        rc = ERR_OK;
+    }
+    return rc;
+}
+
+static void claim_back(struct engine *e, struct engine_job *j, enum err rc)
+{
+    struct claim_job *c = (struct claim_job *)j;
+    struct engine_integ *w = j->integ;
+    struct s3 *s = w->data;
+    s->next_due = rc == ERR_OK ? c->next_due : -1;
+    /* Claimed while stopping: the batch keeps this node's lease, released at stop. */
+    if (rc == ERR_OK && c->cl.id[0] && !engine_stopping(e))
+        start_upload(e, w, &c->cl);
+    else
+        s->uploading = false;
+    free(c);
+}
+
+static void submit_claim(struct engine *e, struct engine_integ *w)
+{
+    struct s3 *s = w->data;
+    struct claim_job *c = xcalloc(1, sizeof *c);
+    c->lease_ms = engine_lease_ms(e);
+    s->uploading = true;
+    s->upload_dirty = false;
+    engine_submit(e, &c->j, w, claim_run, claim_back);
+}
+
+static enum err outcome_run(struct db *db, void *arg)
+{
+    struct outcome_job *oj = arg;
+    return s3_batch_outcome(db, &oj->o, &oj->kind);
+}
+
+static void outcome_back(struct engine *e, struct engine_job *j, enum err rc)
+{
+    (void)e;
+    struct outcome_job *oj = (struct outcome_job *)j;
+    struct s3 *s = j->integ->data;
+    if (rc != ERR_OK)
+        log_error("s3",
+                  "cannot record the outcome of %s: %s (the lease will expire and it is "
+                  "retried)",
+                  oj->o.key, err_name(rc));
+    else if (oj->kind == OUTCOME_SUCCEEDED)
+        log_info("s3", "tenant %s integration %s: uploaded %s", oj->o.tenant, oj->o.integration,
+                 oj->o.key);
+    s->uploading = false;
+    s->upload_dirty = true; /* the next batch may be due */
+    free(oj->o.error);
+    free(oj->o.message);
+    free(oj);
+}
+
+static enum err note_run(struct db *db, void *arg)
+{
+    struct note_job *n = arg;
+    return s3_batch_set_upload(db, n->j.integ->tenant, n->batch, engine_config(n->j.e)->node_id,
+                               n->upload_id);
+}
+
+static void note_back(struct engine *e, struct engine_job *j, enum err rc)
+{
+    (void)e;
+    (void)rc; /* best effort: without it, a crash leaves an upload for S3 to expire */
+    struct note_job *n = (struct note_job *)j;
+    free(n->upload_id);
+    free(n);
+}
+
+static enum err renew_run(struct db *db, void *arg)
+{
+    struct renew_job *r = arg;
+    return s3_batch_renew(db, r->j.integ->tenant, r->batch, engine_config(r->j.e)->node_id,
+                          r->until, &r->held);
+}
+
+static void renew_back(struct engine *e, struct engine_job *j, enum err rc)
+{
+    (void)e;
+    struct renew_job *r = (struct renew_job *)j;
+    struct s3 *s = j->integ->data;
+    s->renewing = false;
+    struct s3_up *u = s->up;
+    if (rc == ERR_OK && !r->held && u && !strcmp(u->cl.id, r->batch)) {
+        /* Another node holds the batch now (this one was too slow to renew): stop here,
+         * without an outcome; the other upload writes the same bytes to the same key. */
+        log_warn("s3", "tenant %s integration %s: the lease of %s was lost; upload abandoned",
+                 j->integ->tenant, j->integ->id, u->cl.key);
+        engine_remove(e, &u->x);
+        up_free(u);
+        s->uploading = false;
+    }
+    free(r);
+}
+
+/* Keeps the lease of the upload under way: renewed a third of a lease before it ends. */
+static int64_t renew_lease(struct engine *e, struct engine_integ *w, int64_t now)
+{
+    struct s3 *s = w->data;
+    struct s3_up *u = s->up;
+    if (!u)
+        return -1;
+    if (now < u->renew_at || s->renewing)
+        return u->renew_at;
+    int64_t lease = engine_lease_ms(e);
+    struct renew_job *r = xcalloc(1, sizeof *r);
+    snprintf(r->batch, sizeof r->batch, "%s", u->cl.id);
+    r->until = now + lease;
+    s->renewing = true;
+    u->renew_at = now + lease / 3;
+    engine_submit(e, &r->j, w, renew_run, renew_back);
+    return u->renew_at;
 }
 
 /* --- spool files --------------------------------------------------------------------- */
@@ -356,7 +373,7 @@ static void spool_write(struct spool *s, const char *data, size_t len, bool fini
  * to its spool file and computes the SHA-256 and MD5 of what will be uploaded. */
 static enum err build_spool(struct s3_up *u)
 {
-    snprintf(u->path, sizeof u->path, "%s/%s.jsonl%s", g.spool_dir, u->cl.id,
+    snprintf(u->path, sizeof u->path, "%s/%s.jsonl%s", g_spool_dir, u->cl.id,
              u->cl.gzip ? ".gz" : "");
     struct db *db = store_reader();
     if (!db)
@@ -379,8 +396,7 @@ static enum err build_spool(struct s3_up *u)
     EVP_DigestInit_ex(s.sha, EVP_sha256(), NULL);
     EVP_DigestInit_ex(s.md5, EVP_md5(), NULL);
     struct db_stmt *st = db_stmt(
-        db, "SELECT d.event_id, e.type, e.entity, e.entity_id, e.sequence, e.occurred_at, "
-            "e.published_at, e.payload FROM deliveries d JOIN events e ON e.tenant_id = "
+        db, "SELECT " ENVELOPE_COLS " FROM deliveries d JOIN events e ON e.tenant_id = "
             "d.tenant_id AND e.id = d.event_id WHERE d.tenant_id = ? AND d.integration_id = ? AND "
             "d.batch_id = ? ORDER BY d.event_id, d.id");
     db_bind_text(st, 1, u->integ->tenant);
@@ -390,10 +406,9 @@ static enum err build_spool(struct s3_up *u)
     int64_t lines = 0;
     struct buf line = BUF_INIT;
     while ((rc = db_next(st)) == ERR_OK) {
-        char *env = webhook_envelope(db_col_text(st, 0), db_col_text(st, 1), db_col_text(st, 2),
-                                     db_col_text(st, 3), db_col_int(st, 4), db_col_int(st, 5),
-                                     db_col_int(st, 6), u->integ->tenant, u->integ->id, -1,
-                                     db_col_text(st, 7));
+        struct envelope_event ev;
+        envelope_from_row(st, 0, &ev);
+        char *env = envelope_build(&ev, u->integ->tenant, u->integ->id, -1);
         buf_puts(&line, env);
         buf_putc(&line, '\n');
         free(env);
@@ -467,12 +482,11 @@ static bool hash_range(int fd, int64_t off, int64_t len, char sha_hex[2 * SHA256
 
 /* --- uploads ------------------------------------------------------------------------- */
 
-static size_t on_header(char *ptr, size_t size, size_t nmemb, void *ud)
+static void on_header(void *ud, const char *line, size_t n)
 {
     struct s3_up *u = ud;
-    size_t n = size * nmemb;
-    if (n > 5 && !strncasecmp(ptr, "ETag:", 5)) {
-        const char *v = ptr + 5;
+    if (n > 5 && !strncasecmp(line, "ETag:", 5)) {
+        const char *v = line + 5;
         size_t len = n - 5;
         while (len && (*v == ' ' || *v == '\t')) {
             v++;
@@ -485,28 +499,21 @@ static size_t on_header(char *ptr, size_t size, size_t nmemb, void *ud)
         memcpy(u->etag, v, len);
         u->etag[len] = '\0';
     }
-    int64_t ra = retry_after_header(ptr, n, time_now_ms());
-    if (ra != -2)
-        u->retry_after = ra;
-    return n;
 }
 
+static void step_done(struct engine *e, struct engine_xfer *x, CURLcode cc);
+static void up_abort(struct engine *e, struct engine_xfer *x);
+
 /* Starts the request of the upload's current step. */
-static void start_step(struct s3_up *u)
+static void start_step(struct engine *e, struct s3_up *u)
 {
-    if (u->easy) {
-        curl_multi_remove_handle(g.multi, u->easy);
-        curl_easy_cleanup(u->easy);
-        curl_slist_free_all(u->headers);
-    }
+    outbound_cleanup(&u->out);
+    curl_slist_free_all(u->headers);
     free(u->url);
     free(u->post);
     u->url = u->post = NULL;
     u->headers = NULL;
-    buf_reset(&u->resp);
     u->etag[0] = '\0';
-    u->retry_after = -1;
-    u->easy = curl_easy_init();
     memset(&u->body, 0, sizeof u->body);
     u->body.fd = u->fd;
     const char *method = "PUT";
@@ -552,10 +559,9 @@ static void start_step(struct s3_up *u)
         u->body.len = (int64_t)x.len;
         u->post = buf_steal(&x);
         u->body.mem = u->post;
-        char *h = NULL;
         unsigned char d[SHA256_LEN];
         crypto_sha256(u->post, (size_t)u->body.len, d);
-        h = hex_encode(d, sizeof d);
+        char *h = hex_encode(d, sizeof d);
         snprintf(sha, sizeof sha, "%s", h);
         free(h);
         extra = curl_slist_append(extra, "Content-Type: application/xml");
@@ -569,50 +575,57 @@ static void start_step(struct s3_up *u)
         break;
     }
     u->url = s3_url(&u->conf, u->cl.key, query);
-    u->headers = s3_setup(u->easy, &u->conf, method, u->url, &u->body, sha, md5p, extra, &u->resp,
-                          g.cfg->allow_private_targets, g.cfg->webhook_timeout_ms);
-    curl_easy_setopt(u->easy, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(u->easy, CURLOPT_HEADERDATA, u);
-    curl_easy_setopt(u->easy, CURLOPT_PRIVATE, u);
-    curl_multi_add_handle(g.multi, u->easy);
+    u->out.on_header = on_header;
+    u->out.header_ud = u;
+    const struct config *cfg = engine_config(e);
+    u->headers = s3_setup(&u->out, &u->conf, method, u->url, &u->body, sha, md5p, extra,
+                          cfg->allow_private_targets, cfg->webhook_timeout_ms);
+    u->x.easy = u->out.easy;
+    u->x.integ = u->integ;
+    u->x.done = step_done;
+    u->x.abort = up_abort;
+    engine_add(e, &u->x);
 }
 
+/* Frees the upload (off the multi handle already) and its spool file. */
 static void up_free(struct s3_up *u)
 {
-    if (u->easy) {
-        curl_multi_remove_handle(g.multi, u->easy);
-        curl_easy_cleanup(u->easy);
-    }
+    struct s3 *s = u->integ->data;
+    if (s->up == u)
+        s->up = NULL;
+    outbound_cleanup(&u->out);
     curl_slist_free_all(u->headers);
     if (u->fd >= 0)
         close(u->fd);
     if (u->path[0])
         unlink(u->path);
-    buf_cleanup(&u->resp);
     free(u->url);
     free(u->post);
     free(u->etags);
     free(u->fail_error);
     free(u->fail_message);
     s3_conf_cleanup(&u->conf);
-    struct s3_up **pp = &g.ups;
-    while (*pp && *pp != u)
-        pp = &(*pp)->next;
-    if (*pp)
-        *pp = u->next;
     free(u);
 }
 
-/* Ends the upload: hands its outcome (error NULL: uploaded) to the writer. */
-static void finish_upload(struct s3_up *u, long status, const char *error, const char *code,
-                          const char *message)
+static void up_abort(struct engine *e, struct engine_xfer *x)
 {
-    struct outcome_job *j = xcalloc(1, sizeof *j);
-    j->integ = u->integ;
-    struct s3_outcome *o = &j->o;
+    (void)e;
+    struct s3_up *u = (struct s3_up *)x;
+    struct s3 *s = u->integ->data;
+    s->uploading = false;
+    up_free(u);
+}
+
+/* Ends the upload: hands its outcome (error NULL: uploaded) to the writer. */
+static void finish_upload(struct engine *e, struct s3_up *u, long status, const char *error,
+                          const char *code, const char *message, int64_t retry_after)
+{
+    struct outcome_job *oj = xcalloc(1, sizeof *oj);
+    struct s3_outcome *o = &oj->o;
     snprintf(o->tenant, sizeof o->tenant, "%s", u->integ->tenant);
     snprintf(o->integration, sizeof o->integration, "%s", u->integ->id);
-    snprintf(o->node, sizeof o->node, "%s", g.cfg->node_id);
+    snprintf(o->node, sizeof o->node, "%s", engine_config(e)->node_id);
     snprintf(o->batch_id, sizeof o->batch_id, "%s", u->cl.id);
     snprintf(o->key, sizeof o->key, "%s", u->cl.key);
     o->attempt = u->cl.attempt;
@@ -623,37 +636,36 @@ static void finish_upload(struct s3_up *u, long status, const char *error, const
     o->error = error ? xstrdup(error) : NULL;
     snprintf(o->code, sizeof o->code, "%s", code ? code : "");
     o->message = message && *message ? xstrdup(message) : NULL;
-    o->retry_after = u->retry_after;
+    o->retry_after = retry_after;
     if (error)
         log_warn("s3", "tenant %s integration %s: upload of %s failed (attempt %d): %s", o->tenant,
                  o->integration, o->key, o->attempt, error);
-    submit(&j->job, outcome_run, outcome_done, j);
+    engine_submit(e, &oj->j, u->integ, outcome_run, outcome_back);
     up_free(u);
 }
 
 /* Remembers a failure, aborts the multipart upload, and reports once the abort is done. */
-static void fail_multipart(struct s3_up *u, long status, const char *error, const char *code,
-                           const char *message)
+static void fail_multipart(struct engine *e, struct s3_up *u, long status, const char *error,
+                           const char *code, const char *message)
 {
     u->fail_status = status;
     u->fail_error = xstrdup(error);
     snprintf(u->fail_code, sizeof u->fail_code, "%s", code ? code : "");
     u->fail_message = xstrdup(message);
-    u->fail_retry_after = u->retry_after;
+    u->fail_retry_after = u->out.retry_after;
     u->step = UP_ABORT;
-    start_step(u);
+    start_step(e, u);
 }
 
-static void note_upload(struct s3_up *u, const char *upload_id)
+static void note_upload(struct engine *e, struct s3_up *u, const char *upload_id)
 {
-    struct note_job *j = xcalloc(1, sizeof *j);
-    snprintf(j->tenant, sizeof j->tenant, "%s", u->integ->tenant);
-    snprintf(j->batch, sizeof j->batch, "%s", u->cl.id);
-    j->upload_id = xstrdup(upload_id);
-    submit(&j->job, note_run, note_done, j);
+    struct note_job *n = xcalloc(1, sizeof *n);
+    snprintf(n->batch, sizeof n->batch, "%s", u->cl.id);
+    n->upload_id = xstrdup(upload_id);
+    engine_submit(e, &n->j, u->integ, note_run, note_back);
 }
 
-static void begin_transfer(struct s3_up *u)
+static void begin_transfer(struct engine *e, struct s3_up *u)
 {
     if (u->size <= S3_MULTIPART_THRESHOLD) {
         u->step = UP_PUT;
@@ -662,24 +674,24 @@ static void begin_transfer(struct s3_up *u)
         u->etags = xcalloc((size_t)u->nparts, sizeof *u->etags);
         u->step = UP_CREATE;
     }
-    start_step(u);
+    start_step(e, u);
 }
 
 /* A request of an upload ended: move to the next step. */
-static void step_done(struct s3_up *u, CURLcode cc)
+static void step_done(struct engine *e, struct engine_xfer *x, CURLcode cc)
 {
-    long status = 0;
-    curl_easy_getinfo(u->easy, CURLINFO_RESPONSE_CODE, &status);
-    bool ok = cc == CURLE_OK && status >= 200 && status < 300;
+    struct s3_up *u = (struct s3_up *)x;
+    long status = outbound_status(&u->out, cc);
+    bool ok = status >= 200 && status < 300;
+    const char *resp = u->out.body.data;
     char code[64] = "", message[512] = "", error[700] = "";
     if (cc != CURLE_OK) {
-        snprintf(error, sizeof error, "%s", curl_easy_strerror(cc));
-        status = 0;
-    } else if (u->resp.data && strstr(u->resp.data, "<Error>")) {
+        snprintf(error, sizeof error, "%s", outbound_error(&u->out, cc));
+    } else if (resp && strstr(resp, "<Error>")) {
         ok = false; /* CompleteMultipartUpload may fail with 200 and an error body */
-        s3_error_parse(u->resp.data, code, sizeof code, message, sizeof message);
-    } else if (!ok && u->resp.data) {
-        s3_error_parse(u->resp.data, code, sizeof code, message, sizeof message);
+        s3_error_parse(resp, code, sizeof code, message, sizeof message);
+    } else if (!ok && resp) {
+        s3_error_parse(resp, code, sizeof code, message, sizeof message);
     }
     utf8_scrub(code);
     utf8_scrub(message);
@@ -691,30 +703,32 @@ static void step_done(struct s3_up *u, CURLcode cc)
     }
     switch (u->step) {
     case UP_ABORT_OLD: /* best effort: the old upload may be gone already */
-        begin_transfer(u);
+        begin_transfer(e, u);
         return;
     case UP_PUT:
-        finish_upload(u, status, ok ? NULL : error, code, message);
+        finish_upload(e, u, status, ok ? NULL : error, code, message, u->out.retry_after);
         return;
     case UP_CREATE: {
         char id[256];
-        s3_xml_value(u->resp.data, "UploadId", id, sizeof id);
+        s3_xml_value(resp, "UploadId", id, sizeof id);
         if (!ok || !*id) {
-            finish_upload(u, status, ok ? "no UploadId in the answer" : error, code, message);
+            finish_upload(e, u, status, ok ? "no UploadId in the answer" : error, code, message,
+                          u->out.retry_after);
             return;
         }
         /* Upload ids go into query strings: accept only what needs no encoding. */
         for (const char *p = id; *p; p++)
             if (!(isalnum((unsigned char)*p) || strchr("-_.~", *p))) {
-                finish_upload(u, status, "unexpected characters in the UploadId", code, message);
+                finish_upload(e, u, status, "unexpected characters in the UploadId", code, message,
+                              -1);
                 return;
             }
         snprintf(u->upload_id, sizeof u->upload_id, "%s", id);
-        note_upload(u, id);
+        note_upload(e, u, id);
         u->part = 1;
         u->tries = 0;
         u->step = UP_PART;
-        start_step(u);
+        start_step(e, u);
         return;
     }
     case UP_PART:
@@ -723,39 +737,40 @@ static void step_done(struct s3_up *u, CURLcode cc)
             u->tries = 0;
             if (++u->part > u->nparts)
                 u->step = UP_COMPLETE;
-            start_step(u);
+            start_step(e, u);
         } else if (++u->tries < PART_TRIES && (status == 0 || status >= 500)) {
             log_warn("s3", "part %d of %s failed (%s); retrying the part", u->part, u->cl.key,
                      error);
-            start_step(u); /* the same part again */
+            start_step(e, u); /* the same part again */
         } else {
-            fail_multipart(u, status, ok ? "no ETag for a part" : error, code, message);
+            fail_multipart(e, u, status, ok ? "no ETag for a part" : error, code, message);
         }
         return;
     case UP_COMPLETE:
         if (ok)
-            finish_upload(u, status, NULL, NULL, NULL);
+            finish_upload(e, u, status, NULL, NULL, NULL, -1);
         else
-            fail_multipart(u, status, error, code, message);
+            fail_multipart(e, u, status, error, code, message);
         return;
-    case UP_ABORT:
-        u->retry_after = u->fail_retry_after; /* the failed step's, not the abort's */
-        finish_upload(u, u->fail_status, u->fail_error, u->fail_code, u->fail_message);
+    case UP_ABORT: /* the failed step's Retry-After, not the abort's */
+        finish_upload(e, u, u->fail_status, u->fail_error, u->fail_code, u->fail_message,
+                      u->fail_retry_after);
         return;
     }
 }
 
-static void start_upload(struct s3_integ *w, const struct s3_claim *cl)
+static void start_upload(struct engine *e, struct engine_integ *w, const struct s3_claim *cl)
 {
+    struct s3 *s = w->data;
     struct s3_up *u = xcalloc(1, sizeof *u);
-    u->retry_after = u->fail_retry_after = -1;
+    u->fail_retry_after = -1;
     u->integ = w;
     u->cl = *cl;
     u->fd = -1;
     u->started_at = time_now_ms();
     u->start_ns = time_mono_ns();
-    u->next = g.ups;
-    g.ups = u;
+    u->renew_at = u->started_at + engine_lease_ms(e) / 3;
+    s->up = u;
     struct db *db = store_reader();
     char *target = NULL;
     if (db) {
@@ -770,231 +785,95 @@ static void start_upload(struct s3_integ *w, const struct s3_claim *cl)
     enum err rc = s3_conf_load(target, &u->conf);
     free(target);
     if (rc != ERR_OK) {
-        finish_upload(u, 0, "the integration's S3 target cannot be read", NULL, NULL);
+        finish_upload(e, u, 0, "the integration's S3 target cannot be read", NULL, NULL, -1);
         return;
     }
     if ((rc = build_spool(u)) != ERR_OK) {
-        finish_upload(u, 0, "cannot build the batch's spool file", NULL, NULL);
+        finish_upload(e, u, 0, "cannot build the batch's spool file", NULL, NULL, -1);
         return;
     }
     if (u->cl.upload_id[0]) {
         u->step = UP_ABORT_OLD;
-        start_step(u);
+        start_step(e, u);
     } else {
-        begin_transfer(u);
+        begin_transfer(e, u);
     }
 }
 
-/* --- the engine loop ----------------------------------------------------------------- */
+/* --- the driver's engine callbacks --------------------------------------------------- */
 
-static void refresh(void)
+static void s3_load(struct engine *e, struct engine_integ *w, const struct engine_row *row)
 {
-    struct db *db = store_reader();
-    if (!db)
-        return;
-    g.last_refresh = time_mono_ms();
-    for (struct s3_integ *w = g.integs; w; w = w->next)
-        w->present = false;
-    struct db_stmt *st = db_stmt(db, "SELECT tenant_id, id, state, updated_at FROM integrations "
-                                     "WHERE target_type = 's3'");
-    while (db_next(st) == ERR_OK) {
-        const char *tenant = db_col_text(st, 0), *id = db_col_text(st, 1);
-        struct s3_integ *w = g.integs;
-        while (w && (strcmp(w->tenant, tenant) || strcmp(w->id, id)))
-            w = w->next;
-        if (!w) {
-            w = xcalloc(1, sizeof *w);
-            snprintf(w->tenant, sizeof w->tenant, "%s", tenant);
-            snprintf(w->id, sizeof w->id, "%s", id);
-            w->next_close = w->next_due = -1;
-            w->dirty = w->upload_dirty = true;
-            w->next = g.integs;
-            g.integs = w;
-        }
-        w->present = true;
-        bool paused = !strcmp(db_col_text(st, 2), "paused");
-        if (w->paused && !paused)
-            w->dirty = w->upload_dirty = true;
-        w->paused = paused;
-        int64_t updated = db_col_int(st, 3);
-        if (updated != w->updated_at)
-            w->dirty = w->upload_dirty = true;
-        w->updated_at = updated;
-    }
-    db_release(db);
-    struct s3_integ **pp = &g.integs;
-    while (*pp) {
-        struct s3_integ *w = *pp;
-        if (!w->present && !w->appending && !w->uploading) {
-            *pp = w->next;
-            free(w);
-        } else {
-            pp = &w->next;
-        }
+    (void)e;
+    (void)row; /* the target is read when an upload starts */
+    struct s3 *s = w->data;
+    if (!s) {
+        s = w->data = xcalloc(1, sizeof *s);
+        s->next_close = s->next_due = -1;
     }
 }
 
-static void handle_inbox(void)
+static void s3_unload(struct engine_integ *w)
 {
-    pthread_mutex_lock(&g.lock);
-    struct msg *m = g.inbox;
-    g.inbox = NULL;
-    pthread_mutex_unlock(&g.lock);
-    while (m) {
-        struct msg *next = m->next;
-        struct s3_integ *w = m->integ;
-        atomic_fetch_sub(&g.jobs_pending, 1);
-        switch (m->kind) {
-        case MSG_APPENDED:
-            w->appending = false;
-            w->next_close = m->next_close;
-            if (m->rc != ERR_OK)
-                log_warn("s3", "tenant %s integration %s: cannot append to its batch: %s",
-                         w->tenant, w->id, err_name(m->rc));
-            else if (m->n == APPEND_LIMIT)
-                w->dirty = true; /* more are waiting */
-            if (m->closed)
-                w->upload_dirty = true;
-            break;
-        case MSG_CLAIMED:
-            w->next_due = m->next_due;
-            if (m->claimed && !atomic_load(&g.stopping))
-                start_upload(w, &m->cl);
-            else
-                w->uploading = false;
-            break;
-        case MSG_OUTCOME:
-            w->uploading = false;
-            w->upload_dirty = true; /* the next batch may be due */
-            break;
-        case MSG_NOTE:
-            break;
-        }
-        free(m);
-        m = next;
-    }
+    free(w->data);
+    w->data = NULL;
 }
 
-static void *engine_main(void *arg)
+static int64_t min_due(int64_t a, int64_t b)
+{
+    return a < 0 ? b : b < 0 ? a : a < b ? a : b;
+}
+
+static int64_t s3_poll(struct engine *e, struct engine_integ *w, int64_t now)
+{
+    struct s3 *s = w->data;
+    if (!s)
+        return -1;
+    int64_t next = renew_lease(e, w, now); /* even while paused: the upload goes on */
+    if (w->paused || engine_stopping(e))
+        return next;
+    if (w->wake) {
+        s->dirty = s->upload_dirty = true;
+        w->wake = false;
+    }
+    if (!s->appending && (s->dirty || (s->next_close >= 0 && s->next_close <= now)))
+        start_append(e, w);
+    else
+        next = min_due(next, s->next_close);
+    if (!s->uploading && (s->upload_dirty || (s->next_due >= 0 && s->next_due <= now)))
+        submit_claim(e, w);
+    else
+        next = min_due(next, s->next_due);
+    return next;
+}
+
+static enum err release_all(struct db *db, void *arg)
 {
     (void)arg;
-    while (!atomic_load(&g.stopping)) {
-        handle_inbox();
-        unsigned gen = atomic_load(&g.config_gen);
-        if (gen != g.seen_gen || time_mono_ms() - g.last_refresh >= REFRESH_MS) {
-            g.seen_gen = gen;
-            refresh();
-        }
-        bool all = atomic_exchange(&g.all_dirty, false);
-        int64_t now = time_now_ms(), wait = REFRESH_MS;
-        for (struct s3_integ *w = g.integs; w; w = w->next) {
-            if (!w->present || w->paused)
-                continue;
-            if (all)
-                w->dirty = true;
-            if (!w->appending && (w->dirty || (w->next_close >= 0 && w->next_close <= now)))
-                start_append(w);
-            else if (w->next_close > now && w->next_close - now < wait)
-                wait = w->next_close - now;
-            if (!w->uploading && (w->upload_dirty || (w->next_due >= 0 && w->next_due <= now))) {
-                struct claim_job *j = xcalloc(1, sizeof *j);
-                j->integ = w;
-                snprintf(j->tenant, sizeof j->tenant, "%s", w->tenant);
-                snprintf(j->id, sizeof j->id, "%s", w->id);
-                w->uploading = true;
-                w->upload_dirty = false;
-                submit(&j->job, claim_run, claim_done, j);
-            } else if (w->next_due > now && w->next_due - now < wait) {
-                wait = w->next_due - now;
-            }
-        }
-        int running = 0;
-        curl_multi_perform(g.multi, &running);
-        CURLMsg *cm;
-        int left;
-        while ((cm = curl_multi_info_read(g.multi, &left))) {
-            if (cm->msg != CURLMSG_DONE)
-                continue;
-            struct s3_up *u = NULL;
-            curl_easy_getinfo(cm->easy_handle, CURLINFO_PRIVATE, (char **)&u);
-            step_done(u, cm->data.result);
-        }
-        curl_multi_poll(g.multi, NULL, 0, (int)(wait > 0 ? wait : 1), NULL);
-    }
-    return NULL;
+    return s3_batch_release(db, NULL);
 }
 
-/* --- lifecycle ----------------------------------------------------------------------- */
-
-void s3_wake(void)
+static enum err s3_start(struct engine *e)
 {
-    atomic_store(&g.all_dirty, true);
-    if (g.multi)
-        curl_multi_wakeup(g.multi);
-}
-
-void s3_config_changed(void)
-{
-    atomic_fetch_add(&g.config_gen, 1);
-    s3_wake();
-}
-
-static enum err release_run(struct db *db, void *arg)
-{
-    return s3_batch_release(db, arg);
-}
-
-enum err s3_start(const struct config *cfg)
-{
-    g.cfg = cfg;
-    snprintf(g.spool_dir, sizeof g.spool_dir, "%s/s3-spool", cfg->data_dir);
-    if (mkdir(g.spool_dir, 0700) != 0 && errno != EEXIST) {
-        log_error("s3", "cannot create %s: %s", g.spool_dir, strerror(errno));
+    snprintf(g_spool_dir, sizeof g_spool_dir, "%s/s3-spool", engine_config(e)->data_dir);
+    if (mkdir(g_spool_dir, 0700) != 0 && errno != EEXIST) {
+        log_error("s3", "cannot create %s: %s", g_spool_dir, strerror(errno));
         return ERR_IO;
     }
     /* SQLite has one node: every batch lease is this node's own from an earlier run. */
     if (store_kind() == DB_SQLITE)
-        store_write(release_run, NULL, 0);
-    g.multi = curl_multi_init();
-    curl_multi_setopt(g.multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)cfg->webhook_max_connections);
-    atomic_store(&g.stopping, false);
-    atomic_store(&g.all_dirty, true);
-    if (pthread_create(&g.thread, NULL, engine_main, NULL) != 0) {
-        curl_multi_cleanup(g.multi);
-        g.multi = NULL;
-        return ERR_INTERNAL;
-    }
-    g.running = true;
+        store_write(release_all, NULL, 0);
     return ERR_OK;
 }
 
-void s3_stop(void)
-{
-    if (!g.running)
-        return;
-    atomic_store(&g.stopping, true);
-    curl_multi_wakeup(g.multi);
-    pthread_join(g.thread, NULL);
-    /* Abort what is in flight: no outcome is recorded, the leases are given back. */
-    while (g.ups) {
-        g.ups->integ->uploading = false;
-        up_free(g.ups);
-    }
-    while (atomic_load(&g.jobs_pending) > 0) {
-        handle_inbox();
-        usleep(1000);
-    }
-    handle_inbox();
-    store_write(release_run, (void *)g.cfg->node_id, 0);
-    while (g.integs) {
-        struct s3_integ *next = g.integs->next;
-        free(g.integs);
-        g.integs = next;
-    }
-    curl_multi_cleanup(g.multi);
-    g.multi = NULL;
-    g.running = false;
-}
+static const struct engine_ops s3_engine = {
+    .type = "s3",
+    .start = s3_start,
+    .load = s3_load,
+    .unload = s3_unload,
+    .poll = s3_poll,
+    .release = s3_batch_release,
+};
 
 /* --- the integration's view ---------------------------------------------------------- */
 
@@ -1030,6 +909,8 @@ void s3_integration_json(struct db *db, const struct integration *in, json_t *o)
     json_object_set_new(o, "last_object", last);
 }
 
+/* --- the driver ---------------------------------------------------------------------- */
+
 static json_t *s3_test(const struct integration *in, const struct config *cfg)
 {
     return s3_probe(in->target, cfg->allow_private_targets, cfg->webhook_timeout_ms);
@@ -1043,4 +924,5 @@ const struct target_driver s3_driver = {
     .test = s3_test,
     .verify = true,
     .remove = s3_batch_remove,
+    .engine = &s3_engine,
 };

@@ -32,23 +32,15 @@ void s3_target_parse(json_t *t, json_t *old, bool allow_private, struct verrs *v
 void s3_target_mask(json_t *t);
 
 /* Puts the probe object <key_prefix>_sluice_probe with the stored target (JSON text, secret
- * sealed) now, blocking (bounded by timeout_ms). Returns {"ok", "status", "latency_ms",
- * "error", "code", "message", "key"} (caller decrefs). Any thread. */
+ * sealed) now, then deletes it, blocking (bounded by timeout_ms per request). Returns
+ * {"ok", "status", "latency_ms", "error", "response_body", "code", "message", "key"}, every
+ * member present (caller decrefs). Any thread but an HTTP one. */
 json_t *s3_probe(const char *target, bool allow_private, int64_t timeout_ms);
 
 /* Adds "open_batch" and "last_object" of an S3 integration to its JSON (read from db). */
 void s3_integration_json(struct db *db, const struct integration *in, json_t *o);
 
-/* The S3 target driver (stream/targets.h). */
+/* The S3 target driver (stream/targets.h), with its engine (role s3). */
 extern const struct target_driver s3_driver;
-
-/* The engine (role s3). */
-enum err s3_start(const struct config *cfg);
-/* Stops the engine: aborts uploads in flight (their leases are released). Main thread. */
-void s3_stop(void);
-/* New deliveries may have been routed (store wake bit STORE_WAKE_S3). Any thread. */
-void s3_wake(void);
-/* An integration changed: reload the engine's view now. Any thread. */
-void s3_config_changed(void);
 
 #endif

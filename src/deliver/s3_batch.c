@@ -479,3 +479,18 @@ enum err s3_batch_remove(struct db *db, const char *tenant, const char *integrat
     db_bind_text(st, 2, integration);
     return db_run(st);
 }
+
+enum err s3_batch_renew(struct db *db, const char *tenant, const char *batch_id, const char *node,
+                        int64_t until, bool *held)
+{
+    assert(store_is_writer());
+    struct db_stmt *st = db_stmt(db, "UPDATE s3_batches SET lease_until = ? WHERE tenant_id = ? "
+                                     "AND id = ? AND state = 'closing' AND lease_owner = ?");
+    db_bind_int(st, 1, until);
+    db_bind_text(st, 2, tenant);
+    db_bind_text(st, 3, batch_id);
+    db_bind_text(st, 4, node);
+    enum err rc = db_run(st);
+    *held = rc == ERR_OK && db_changes(st) > 0;
+    return rc;
+}

@@ -11,6 +11,7 @@
 #include "core/buf.h"
 #include "core/err.h"
 #include "core/id.h"
+#include "deliver/outbound.h"
 #include "deliver/outcome.h"
 #include "store/db.h"
 
@@ -36,13 +37,14 @@ struct s3_body {
     const char *mem;
 };
 
-/* Configures easy for method on url with SigV4, the payload hash header, Content-MD5,
- * extra headers (may be NULL) and the response kept in resp (first 64 KiB). Returns the
- * header list the caller frees after the transfer. */
-struct curl_slist *s3_setup(CURL *easy, const struct s3_conf *c, const char *method,
+/* Prepares out (outbound.h: defaults, SSRF guard, given up only when it stalls for
+ * timeout_ms, the answer kept up to 64 KiB) for method on url with SigV4, the payload hash
+ * header, Content-MD5 and extra headers (may be NULL). Returns the header list the caller
+ * frees after the transfer. out->on_header may be set before. */
+struct curl_slist *s3_setup(struct outbound *out, const struct s3_conf *c, const char *method,
                             const char *url, struct s3_body *body, const char *sha256_hex,
-                            const char *md5_b64, struct curl_slist *extra, struct buf *resp,
-                            bool allow_private, int64_t timeout_ms);
+                            const char *md5_b64, struct curl_slist *extra, bool allow_private,
+                            int64_t timeout_ms);
 /* Extracts <Code> and <Message> from an S3 XML error body (empty strings when absent). */
 void s3_error_parse(const char *xml, char *code, size_t codelen, char *msg, size_t msglen);
 /* Extracts the text of the first <tag>…</tag> in xml into out (empty when absent). */
@@ -99,6 +101,10 @@ enum err s3_batch_outcome(struct db *db, const struct s3_outcome *o, enum outcom
 /* Remembers (or forgets, with upload_id NULL) the multipart upload of a leased batch. */
 enum err s3_batch_set_upload(struct db *db, const char *tenant, const char *batch_id,
                              const char *node, const char *upload_id);
+/* Extends the lease of a batch node still holds to until; *held is false when the lease
+ * was lost (another node claimed the batch after it expired). */
+enum err s3_batch_renew(struct db *db, const char *tenant, const char *batch_id, const char *node,
+                        int64_t until, bool *held);
 /* Gives back this node's batch leases (or every lease with node NULL: SQLite start-up). */
 enum err s3_batch_release(struct db *db, const char *node);
 /* Deletes the batches (and their attempts) of an integration being deleted. */

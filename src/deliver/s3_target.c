@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "core/crypto.h"
+#include "core/log.h"
 #include "core/timeutil.h"
 #include "core/xalloc.h"
 #include "deliver/outbound.h"
@@ -17,9 +18,6 @@
 #include "deliver/s3_int.h"
 #include "store/store.h"
 
-#ifndef SLUICE_VERSION
-#define SLUICE_VERSION "dev"
-#endif
 #define S3_PREFIX_MAX 512
 #define S3_RESP_KEEP 65536
 
@@ -116,11 +114,6 @@ static bool prefix_ok(const char *s, char *why, size_t whylen)
     return true;
 }
 
-static bool is_masked(const char *s)
-{
-    return !strncmp(s, "****", 4);
-}
-
 /* A string member that may be left out on PATCH (then the stored value is kept). */
 static const char *member(json_t *t, json_t *old, const char *name, bool *given)
 {
@@ -176,26 +169,20 @@ void s3_target_parse(json_t *t, json_t *old, bool allow_private, struct verrs *v
         json_object_set_new(stored, "access_key_id", json_string(akid));
 
     json_t *sk = json_object_get(t, "secret_access_key");
-    if (sk && json_is_string(sk) && !is_masked(json_string_value(sk))) {
+    if (sk && json_is_string(sk) && !target_secret_masked(json_string_value(sk))) {
         const char *s = json_string_value(sk);
         size_t n = strlen(s);
         bool ok = n >= 1 && n <= 256;
         for (const char *p = s; ok && *p; p++)
             ok = *p > 32 && *p < 127;
-        if (!ok) {
+        if (!ok)
             verrs_add(v, "target.secret_access_key", "must be 1 to 256 printable characters");
-        } else {
-            char *sealed = crypto_seal(store_master_key(), s);
-            json_object_set_new(stored, "secret_access_key", json_string(sealed));
-            free(sealed);
-            json_object_set_new(stored, "secret_hint", json_string(n >= 4 ? s + n - 4 : ""));
-        }
+        else
+            target_secret_seal(stored, "secret_access_key", "secret_hint", s);
     } else if (sk && !json_is_string(sk)) {
         verrs_add(v, "target.secret_access_key", "must be a string");
-    } else if (old && json_object_get(old, "secret_access_key")) {
-        /* left out or masked: keep the stored value */
-        json_object_set(stored, "secret_access_key", json_object_get(old, "secret_access_key"));
-        json_object_set(stored, "secret_hint", json_object_get(old, "secret_hint"));
+    } else if (old && target_secret_keep(stored, old, "secret_access_key", "secret_hint")) {
+        /* left out or masked: the stored value stays */
     } else {
         verrs_add(v, "target.secret_access_key", "is required");
     }
@@ -207,7 +194,7 @@ void s3_target_parse(json_t *t, json_t *old, bool allow_private, struct verrs *v
     } else if (endpoint) {
         if (strlen(endpoint) > 1024 || strchr(endpoint, '?') || strchr(endpoint, '#'))
             verrs_add(v, "target.endpoint", "must be an http or https URL without query");
-        else if (ssrf_check_url(endpoint, allow_private, why, sizeof why) != ERR_OK)
+        else if (outbound_check_url(endpoint, allow_private, why, sizeof why) != ERR_OK)
             verrs_add(v, "target.endpoint", "%s", why);
         else
             json_object_set_new(stored, "endpoint", json_string(endpoint));
@@ -227,13 +214,7 @@ void s3_target_parse(json_t *t, json_t *old, bool allow_private, struct verrs *v
 
 void s3_target_mask(json_t *t)
 {
-    json_t *hint = json_object_get(t, "secret_hint");
-    if (json_object_get(t, "secret_access_key")) {
-        char m[16];
-        snprintf(m, sizeof m, "****%s", hint ? json_string_value(hint) : "");
-        json_object_set_new(t, "secret_access_key", json_string(m));
-    }
-    json_object_del(t, "secret_hint");
+    target_secret_mask(t, "secret_access_key", "secret_hint", false);
 }
 
 /* --- configuration and URLs ---------------------------------------------------------- */
@@ -346,29 +327,15 @@ static int on_seek(void *ud, curl_off_t offset, int origin)
     return CURL_SEEKFUNC_OK;
 }
 
-static size_t on_resp(char *ptr, size_t size, size_t nmemb, void *ud)
-{
-    struct buf *b = ud;
-    size_t n = size * nmemb;
-    if (b->len < S3_RESP_KEEP)
-        buf_append(b, ptr, b->len + n > S3_RESP_KEEP ? S3_RESP_KEEP - b->len : n);
-    return n;
-}
-
-static curl_socket_t on_open_socket(void *clientp, curlsocktype purpose, struct curl_sockaddr *addr)
-{
-    (void)purpose;
-    bool allow = clientp != NULL;
-    if (!allow && ssrf_address_blocked(&addr->addr))
-        return CURL_SOCKET_BAD;
-    return socket(addr->family, addr->socktype, addr->protocol);
-}
-
-struct curl_slist *s3_setup(CURL *easy, const struct s3_conf *c, const char *method,
+struct curl_slist *s3_setup(struct outbound *out, const struct s3_conf *c, const char *method,
                             const char *url, struct s3_body *body, const char *sha256_hex,
-                            const char *md5_b64, struct curl_slist *extra, struct buf *resp,
-                            bool allow_private, int64_t timeout_ms)
+                            const char *md5_b64, struct curl_slist *extra, bool allow_private,
+                            int64_t timeout_ms)
 {
+    /* Uploads are long: give up only when the transfer stalls, not after a fixed time. */
+    struct outbound_limits limits = {.timeout_ms = timeout_ms, .stall_only = true};
+    outbound_init(out, url, allow_private, S3_RESP_KEEP, &limits);
+    CURL *easy = out->easy;
     struct curl_slist *h = extra;
     char line[256];
     snprintf(line, sizeof line, "x-amz-content-sha256: %s", sha256_hex);
@@ -379,7 +346,6 @@ struct curl_slist *s3_setup(CURL *easy, const struct s3_conf *c, const char *met
     }
     char sigv4[96];
     snprintf(sigv4, sizeof sigv4, "aws:amz:%s:s3", c->region);
-    curl_easy_setopt(easy, CURLOPT_URL, url);
     curl_easy_setopt(easy, CURLOPT_AWS_SIGV4, sigv4);
     curl_easy_setopt(easy, CURLOPT_USERNAME, c->access_key_id);
     curl_easy_setopt(easy, CURLOPT_PASSWORD, c->secret);
@@ -399,19 +365,6 @@ struct curl_slist *s3_setup(CURL *easy, const struct s3_conf *c, const char *met
         curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, method);
     }
     curl_easy_setopt(easy, CURLOPT_HTTPHEADER, h);
-    curl_easy_setopt(easy, CURLOPT_USERAGENT, "sluice/" SLUICE_VERSION);
-    curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
-    curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS,
-                     (long)(timeout_ms < 10000 ? timeout_ms : 10000));
-    /* Uploads are long: give up only when the transfer stalls, not after a fixed time. */
-    curl_easy_setopt(easy, CURLOPT_LOW_SPEED_LIMIT, 1L);
-    curl_easy_setopt(easy, CURLOPT_LOW_SPEED_TIME, (long)((timeout_ms + 999) / 1000));
-    curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, on_resp);
-    curl_easy_setopt(easy, CURLOPT_WRITEDATA, resp);
-    curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, on_open_socket);
-    curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, allow_private ? (void *)1 : NULL);
     return h;
 }
 
@@ -443,66 +396,81 @@ void s3_error_parse(const char *xml, char *code, size_t codelen, char *msg, size
 
 /* --- probe --------------------------------------------------------------------------- */
 
+/* One blocking signed request of the probe: PUT of the probe text, or DELETE (body NULL). */
+static CURLcode probe_request(const struct s3_conf *c, const char *url, const char *body,
+                              bool allow_private, int64_t timeout_ms, struct outbound *out,
+                              long *status)
+{
+    size_t n = body ? strlen(body) : 0;
+    unsigned char sha[SHA256_LEN], md5[16];
+    crypto_sha256(body ? body : "", n, sha);
+    EVP_Digest(body ? body : "", n, md5, NULL, EVP_md5(), NULL);
+    char *sha_hex = hex_encode(sha, sizeof sha), *md5_b64 = base64_encode(md5, sizeof md5);
+    struct s3_body b = {.fd = -1, .len = (int64_t)n, .mem = body};
+    struct curl_slist *h = body ? curl_slist_append(NULL, "Content-Type: text/plain") : NULL;
+    h = s3_setup(out, c, body ? "PUT" : "DELETE", url, &b, sha_hex, body ? md5_b64 : NULL, h,
+                 allow_private, timeout_ms);
+    curl_easy_setopt(out->easy, CURLOPT_TIMEOUT_MS, (long)timeout_ms);
+    CURLcode cc = curl_easy_perform(out->easy);
+    *status = outbound_status(out, cc);
+    curl_slist_free_all(h);
+    free(sha_hex);
+    free(md5_b64);
+    return cc;
+}
+
 json_t *s3_probe(const char *target, bool allow_private, int64_t timeout_ms)
 {
-    json_t *o = json_object();
     struct s3_conf c;
     if (s3_conf_load(target, &c) != ERR_OK) {
-        json_object_set_new(o, "ok", json_false());
-        json_object_set_new(o, "status", json_null());
-        json_object_set_new(o, "latency_ms", json_integer(0));
-        json_object_set_new(o, "error", json_string("the target is incomplete"));
+        json_t *o = outbound_test_json(false, 0, 0, "the target is incomplete", NULL);
+        json_object_set_new(o, "key", json_null());
+        json_object_set_new(o, "code", json_null());
+        json_object_set_new(o, "message", json_null());
         return o;
     }
     static const char probe[] = "sluice probe: this object checks the integration's "
                                 "credentials and may be deleted\n";
     char *key = xasprintf("%s_sluice_probe", c.prefix);
     char *url = s3_url(&c, key, NULL);
-    unsigned char sha[SHA256_LEN], md5[16];
-    crypto_sha256(probe, sizeof probe - 1, sha);
-    EVP_Digest(probe, sizeof probe - 1, md5, NULL, EVP_md5(), NULL);
-    char *sha_hex = hex_encode(sha, sizeof sha), *md5_b64 = base64_encode(md5, sizeof md5);
-    struct s3_body body = {.fd = -1, .len = (int64_t)sizeof probe - 1, .mem = probe};
-    struct buf resp = BUF_INIT;
-    CURL *easy = curl_easy_init();
-    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: text/plain");
-    h = s3_setup(easy, &c, "PUT", url, &body, sha_hex, md5_b64, h, &resp, allow_private,
-                 timeout_ms);
-    curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long)timeout_ms);
-    int64_t t0 = time_mono_ns();
-    CURLcode cc = curl_easy_perform(easy);
-    int64_t ms = (time_mono_ns() - t0) / 1000000;
+    struct outbound out = {0};
     long status = 0;
-    curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
-    bool ok = cc == CURLE_OK && status >= 200 && status < 300;
-    json_object_set_new(o, "ok", json_boolean(ok));
-    json_object_set_new(o, "status", cc == CURLE_OK ? json_integer(status) : json_null());
-    json_object_set_new(o, "latency_ms", json_integer(ms));
-    json_object_set_new(o, "key", json_string(key));
-    char code[64] = "", msg[512] = "";
+    int64_t t0 = time_mono_ns();
+    CURLcode cc = probe_request(&c, url, probe, allow_private, timeout_ms, &out, &status);
+    int64_t ms = (time_mono_ns() - t0) / 1000000;
+    bool ok = status >= 200 && status < 300;
+    char code[64] = "", msg[512] = "", e[700] = "";
     if (cc != CURLE_OK) {
-        json_object_set_new(o, "error", json_string(curl_easy_strerror(cc)));
+        snprintf(e, sizeof e, "%s", outbound_error(&out, cc));
     } else if (!ok) {
-        if (resp.data)
-            s3_error_parse(resp.data, code, sizeof code, msg, sizeof msg);
+        if (out.body.data)
+            s3_error_parse(out.body.data, code, sizeof code, msg, sizeof msg);
         utf8_scrub(code);
         utf8_scrub(msg);
-        char e[700];
         if (*code)
             snprintf(e, sizeof e, "S3 answered HTTP %ld %s: %s", status, code, msg);
         else
             snprintf(e, sizeof e, "S3 answered HTTP %ld", status);
-        json_object_set_new(o, "error", json_string(e));
-    } else {
-        json_object_set_new(o, "error", json_null());
     }
+    /* S3's answer is XML for the machine; code and message carry what it says. */
+    json_t *o = outbound_test_json(ok, status, ms, e, NULL);
+    json_object_set_new(o, "key", json_string(key));
     json_set_str(o, "code", *code ? code : NULL);
     json_set_str(o, "message", *msg ? msg : NULL);
-    curl_slist_free_all(h);
-    curl_easy_cleanup(easy);
-    buf_cleanup(&resp);
-    free(sha_hex);
-    free(md5_b64);
+    outbound_cleanup(&out);
+    if (ok) {
+        /* The probe leaves nothing behind. Deleting needs s3:DeleteObject, which Sluice does
+         * not otherwise need: a refusal is logged, not a failed probe. */
+        struct outbound del = {0};
+        long dstatus = 0;
+        CURLcode dc = probe_request(&c, url, NULL, allow_private, timeout_ms, &del, &dstatus);
+        if (dc != CURLE_OK || dstatus < 200 || dstatus >= 300)
+            log_warn("s3",
+                     "the probe object %s could not be deleted (%s); it may be deleted by "
+                     "hand",
+                     key, dc != CURLE_OK ? outbound_error(&del, dc) : "S3 refused");
+        outbound_cleanup(&del);
+    }
     free(url);
     free(key);
     s3_conf_cleanup(&c);

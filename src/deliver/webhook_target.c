@@ -4,10 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/crypto.h"
 #include "deliver/outbound.h"
 #include "deliver/webhook.h"
-#include "store/store.h"
 
 static bool header_name_ok(const char *s)
 {
@@ -18,11 +16,6 @@ static bool header_name_ok(const char *s)
               *s == '-' || *s == '_'))
             return false;
     return true;
-}
-
-static bool is_masked(const char *s)
-{
-    return !strncmp(s, "****", 4);
 }
 
 void webhook_target_parse(json_t *t, json_t *old, bool allow_private, struct verrs *v, char **out)
@@ -36,31 +29,22 @@ void webhook_target_parse(json_t *t, json_t *old, bool allow_private, struct ver
     char why[256];
     if (!url || strlen(url) > 2048)
         verrs_add(v, "target.url", "must be an http or https URL");
-    else if (ssrf_check_url(url, allow_private, why, sizeof why) != ERR_OK)
+    else if (outbound_check_url(url, allow_private, why, sizeof why) != ERR_OK)
         verrs_add(v, "target.url", "%s", why);
     else
         json_object_set_new(stored, "url", json_string(url));
     json_t *key = json_object_get(t, "api_key");
     if (key && !json_is_null(key) && !json_is_string(key)) {
         verrs_add(v, "target.api_key", "must be a string");
-    } else if (key && json_is_string(key) && !is_masked(json_string_value(key))) {
+    } else if (key && json_is_string(key) && !target_secret_masked(json_string_value(key))) {
         const char *k = json_string_value(key);
-        if (!*k || strlen(k) > 1024) {
+        if (!*k || strlen(k) > 1024)
             verrs_add(v, "target.api_key", "must be 1 to 1024 characters");
-        } else {
-            char *sealed = crypto_seal(store_master_key(), k);
-            json_object_set_new(stored, "api_key", json_string(sealed));
-            free(sealed);
-            size_t n = strlen(k);
-            json_object_set_new(stored, "api_key_hint", json_string(n >= 4 ? k + n - 4 : ""));
-        }
+        else
+            target_secret_seal(stored, "api_key", "api_key_hint", k);
     } else if (old && (!key || json_is_string(key))) {
         /* left out or masked: keep the stored value */
-        json_t *ok = json_object_get(old, "api_key"), *oh = json_object_get(old, "api_key_hint");
-        if (ok && !json_is_null(ok)) {
-            json_object_set(stored, "api_key", ok);
-            json_object_set(stored, "api_key_hint", oh);
-        }
+        target_secret_keep(stored, old, "api_key", "api_key_hint");
     }
     json_t *hdr = json_object_get(t, "api_key_header");
     const char *h = json_string_value(hdr);
@@ -75,13 +59,5 @@ void webhook_target_parse(json_t *t, json_t *old, bool allow_private, struct ver
 
 void webhook_target_mask(json_t *t)
 {
-    json_t *hint = json_object_get(t, "api_key_hint");
-    if (json_object_get(t, "api_key")) {
-        char m[16];
-        snprintf(m, sizeof m, "****%s", hint ? json_string_value(hint) : "");
-        json_object_set_new(t, "api_key", json_string(m));
-    } else {
-        json_object_set_new(t, "api_key", json_null());
-    }
-    json_object_del(t, "api_key_hint");
+    target_secret_mask(t, "api_key", "api_key_hint", true);
 }

@@ -385,6 +385,7 @@ static void run_batch(struct store_job *batch)
             wake |= j->wake;
     }
     pthread_mutex_lock(&g.lock);
+    void (*hook)(unsigned) = g.wake_hook;
     g.stats.commits += rc == ERR_OK;
     g.stats.failed_commits += rc != ERR_OK;
     g.stats.jobs += n;
@@ -397,8 +398,8 @@ static void run_batch(struct store_job *batch)
             j->done(j->arg, j->rc);
         j = next;
     }
-    if (wake && g.wake_hook)
-        g.wake_hook(wake);
+    if (wake && hook)
+        hook(wake);
 }
 
 static void *writer_main(void *arg)
@@ -490,9 +491,22 @@ enum err store_write(enum err (*run)(struct db *db, void *arg), void *arg, unsig
     return w.rc;
 }
 
+static enum err noop_run(struct db *db, void *arg)
+{
+    (void)db;
+    (void)arg;
+    return ERR_OK;
+}
+
 void store_set_wake_hook(void (*fn)(unsigned mask))
 {
+    pthread_mutex_lock(&g.lock);
     g.wake_hook = fn;
+    pthread_mutex_unlock(&g.lock);
+    /* Removing it: once a job has gone through the writer after this point, no call of the
+     * old hook is in progress any more (the writer reads the hook after each batch). */
+    if (!fn && atomic_load(&g.running) && !t_writer)
+        store_write(noop_run, NULL, 0);
 }
 
 void store_get_stats(struct store_stats *out)

@@ -52,7 +52,8 @@ struct db *store_reader(void);
 /* Ends the calling thread's read snapshot (resets its statements); call after each request. */
 void store_reader_release(void);
 
-/* Registers the function called after each commit with the OR of the jobs' wake bits. */
+/* Registers the function called after each commit with the OR of the jobs' wake bits.
+ * Setting NULL returns once no call of the previous function is in progress. */
 void store_set_wake_hook(void (*fn)(unsigned mask));
 /* Adds wake bits to the job the writer is running (they count only if it commits): the
  * code that changes the rows says what changed, so no caller has to remember. Writer

@@ -44,6 +44,20 @@ struct target_driver {
     const struct engine_ops *engine;
 };
 
+/* Secrets in stored targets, for the drivers' parse and mask: sealed with the master key,
+ * with their last 4 characters kept in hint_field for masks ("****wxyz"). A value sent
+ * back masked (starting "****") means: keep the stored one. */
+bool target_secret_masked(const char *s);
+/* Stores plain sealed in stored[field] and its hint in stored[hint_field]. */
+void target_secret_seal(json_t *stored, const char *field, const char *hint_field,
+                        const char *plain);
+/* Copies the stored secret and its hint from old (a PATCH leaving it out or masked); false
+ * when old has none. */
+bool target_secret_keep(json_t *stored, json_t *old, const char *field, const char *hint_field);
+/* Replaces t[field] by its mask (null when absent and null_when_absent) and drops the hint. */
+void target_secret_mask(json_t *t, const char *field, const char *hint_field,
+                        bool null_when_absent);
+
 /* Adds a driver (at start-up, main thread, before other threads run). */
 void target_register(const struct target_driver *d);
 /* The driver of a target type, or NULL. */

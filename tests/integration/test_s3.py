@@ -70,11 +70,12 @@ class S3:
     def log(self):
         return self._call("/__log")
 
-    def objects(self, prefix):
+    def objects(self, prefix, probes=False):
         r = subprocess.run(["node", os.path.join(HERE, "s3read.js"), str(self.upstream), BUCKET,
                             prefix], capture_output=True, timeout=120, cwd=REPO)
         assert r.returncode == 0, r.stderr.decode()
-        out = [o for o in json.loads(r.stdout) if not o["key"].endswith("_sluice_probe")]
+        out = [o for o in json.loads(r.stdout)
+               if probes or not o["key"].endswith("_sluice_probe")]
         for o in out:
             o["body"] = base64.b64decode(o.pop("body_b64"))
         return out
@@ -250,10 +251,14 @@ def test_s3_target_validation_and_masking(start_server, db, s3clean):
     assert t["compression"] == "gzip" and t["bucket"] == BUCKET and t["key_prefix"] == "val/"
     assert resp["open_batch"]["events"] == 0 and resp["last_object"] is None
     assert "signing_secret" not in resp
-    # the probe object went up, signed (the front verified it)
+    # the probe object went up, signed (the front verified it), and was removed again
     log = [e for e in s3clean.log() if "_sluice_probe" in e["url"]]
-    assert log and log[-1]["status"] == 200 and log[-1]["url"].endswith("/val/_sluice_probe")
-    assert log[-1]["headers"]["user-agent"].startswith("sluice/")
+    assert [e["method"] for e in log] == ["PUT", "DELETE"], log
+    assert all(e["url"].endswith("/val/_sluice_probe") for e in log), log
+    assert log[0]["status"] == 200 and log[1]["status"] == 204, log
+    assert log[0]["headers"]["user-agent"].startswith("sluice/")
+    assert not [o for o in s3clean.objects("val/", probes=True)
+                if o["key"].endswith("_sluice_probe")], "the probe leaves no object behind"
     # PATCH keeps the secret when masked or left out
     status, _, body = srv.request("PATCH", "/v1/integrations/ok1",
                                   {"target": {"key_prefix": "val2/", "secret_access_key": "****"}},
@@ -653,3 +658,30 @@ def test_s3_auto_pause_after_24h_of_failures(start_server, db, s3clean, request)
     wait_for(lambda: db_rows(srv, pg, "SELECT 1 FROM alerts WHERE event = "
                                       "'event_stream.integration_stopped' AND connection = 'ap'"),
              10, 0.1, "the integration_stopped alert")
+
+
+def test_s3_lease_outlives_the_upload(start_server, db, s3clean, request):
+    """A batch's lease covers its upload: at claim it is the request timeout plus a margin
+    (not --lease 1s, which would let another node claim the batch while its upload is still
+    on the wire), and it is renewed while the upload goes on."""
+    pg = request.getfixturevalue("pg") if db else None
+    srv = serve(start_server, db, "--lease", "1s", "--webhook-timeout", "8s",
+                "--s3-batch-max-age", "100s")
+    key = setup_tenant(srv)
+    create(srv, key, "ls", s3_target(s3clean, P() + "tls/"))
+    s3clean.control(hold=True)
+    publish(srv, key, {"type": "order.created", "entity_id": "O1", "payload": {}})
+    wait_for(lambda: [e for e in s3clean.log() if e.get("held") and "/tls/" in e["url"]], 30,
+             0.05, "an upload in flight")
+
+    def lease():
+        rows = db_rows(srv, pg, "SELECT lease_until, last_attempt_at, attempts FROM s3_batches "
+                                "WHERE state = 'closing'")
+        assert len(rows) == 1, rows
+        return [int(v) for v in rows[0]]
+    until, claimed, attempts = lease()
+    assert until - claimed >= 8000 + 5000, (until, claimed)
+    # renewed a third of a lease (13 s) before it ends, while the same attempt is held
+    renewed = wait_for(lambda: lease()[0] > until and lease(), 10, 0.2, "the lease's renewal")
+    assert renewed[2] == attempts, "the same upload, not a new attempt"
+    s3clean.control(hold=False)

@@ -135,6 +135,32 @@ def test_test_action_sends_a_signed_sluice_test_event(stream):
     assert s.events("erp") == []
 
 
+TEST_MEMBERS = {"ok", "status", "latency_ms", "error", "response_body"}
+
+
+@pytest.mark.parametrize("roles", ["api,webhook", "api,s3"])
+def test_test_action_answers_every_documented_member(stream, roles):
+    """Every answer of the test action has every documented member, whatever happened (an
+    empty 2xx, an answer with a body, no answer at all), also on a node without the
+    webhook role."""
+    s = stream(args=["--roles", roles, "--webhook-timeout", "2s"])
+    s.create("erp")
+    s.rcv.set("/erp", (204, {}, b""))
+    out = s.ok("POST", "/v1/integrations/erp/test")
+    assert set(out) == TEST_MEMBERS, out
+    assert out["ok"] is True and out["status"] == 204, out
+    assert out["error"] is None and out["response_body"] is None, out
+    s.rcv.set("/erp", (422, {"Content-Type": "text/plain"}, b"no such customer"))
+    out = s.ok("POST", "/v1/integrations/erp/test")
+    assert set(out) == TEST_MEMBERS, out
+    assert out["ok"] is False and out["status"] == 422 and out["error"], out
+    assert out["response_body"] == "no such customer", out
+    s.rcv.set("/erp", "close")
+    out = s.ok("POST", "/v1/integrations/erp/test")
+    assert set(out) == TEST_MEMBERS, out
+    assert out["ok"] is False and out["status"] is None and out["error"], out
+
+
 def test_fan_out_of_a_large_payload(stream):
     s = stream()
     secrets_ = {}
