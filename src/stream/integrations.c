@@ -267,6 +267,7 @@ enum err integration_load(struct db *db, const char *tenant, const char *id,
 
 enum err tenant_config_bump(struct db *db, const char *tenant)
 {
+    assert(store_is_writer());
     struct db_stmt *st =
         db_stmt(db, "UPDATE tenants SET config_version = config_version + 1 WHERE id = ?");
     db_bind_text(st, 1, tenant);
@@ -276,6 +277,7 @@ enum err tenant_config_bump(struct db *db, const char *tenant)
 
 enum err integration_insert(struct db *db, const struct integration *in)
 {
+    assert(store_is_writer());
     struct db_stmt *st =
         db_stmt(db, "INSERT INTO integrations (" INTEGRATION_COLS
                     ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
@@ -303,6 +305,7 @@ enum err integration_insert(struct db *db, const struct integration *in)
 
 enum err integration_update(struct db *db, const struct integration *in)
 {
+    assert(store_is_writer());
     struct db_stmt *st =
         db_stmt(db, "UPDATE integrations SET events = ?, target = ?, max_in_flight = ?, "
                     "updated_at = ? WHERE tenant_id = ? AND id = ?");
@@ -320,6 +323,7 @@ enum err integration_update(struct db *db, const struct integration *in)
 
 enum err integration_delete(struct db *db, const char *tenant, const char *id)
 {
+    assert(store_is_writer());
     struct db_stmt *st =
         db_stmt(db, "SELECT target_type FROM integrations WHERE tenant_id = ? AND id = ?");
     db_bind_text(st, 1, tenant);
@@ -344,6 +348,7 @@ enum err integration_delete(struct db *db, const char *tenant, const char *id)
 enum err integration_set_state(struct db *db, const char *tenant, const char *id, const char *state,
                                int64_t now)
 {
+    assert(store_is_writer());
     struct db_stmt *st =
         db_stmt(db, "UPDATE integrations SET state = ?, paused_at = ?, failing_since = NULL, "
                     "failing_count = 0, updated_at = ? WHERE tenant_id = ? AND id = ?");
@@ -364,6 +369,7 @@ enum err integration_set_state(struct db *db, const char *tenant, const char *id
 enum err integration_log(struct db *db, const char *tenant, const char *id, const char *action,
                          const char *reason, const char *actor)
 {
+    assert(store_is_writer());
     char lid[ID_MAX];
     int64_t now = time_now_ms();
     id_new("log", now, lid);

@@ -2,6 +2,7 @@
  * needs no lock because only the writer reads or writes it. */
 #include "stream/routing.h"
 
+#include <assert.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +11,7 @@
 #include "core/id.h"
 #include "core/timeutil.h"
 #include "core/xalloc.h"
+#include "store/store.h"
 #include "stream/deliveries.h"
 #include "stream/integrations.h"
 
@@ -78,6 +80,7 @@ static enum err load_subs(struct db *db, struct routing_tenant *rt)
 
 enum err routing_prepare(struct db *db, const char *tenant, struct routing_tenant **out)
 {
+    assert(store_is_writer());
     struct db_stmt *st = db_stmt(db, "SELECT config_version FROM tenants WHERE id = ?");
     db_bind_text(st, 1, tenant);
     enum err rc = db_next(st);
@@ -132,6 +135,7 @@ enum err routing_backfill(struct db *db, const char *tenant, const char *integra
                           const char *events_json, bool entity_order, int64_t from, int64_t to,
                           int64_t *n)
 {
+    assert(store_is_writer());
     json_t *patterns = json_loads(events_json, 0, NULL);
     if (!patterns)
         return ERR_INTERNAL;

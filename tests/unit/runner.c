@@ -11,16 +11,19 @@
 
 #include "core/log.h"
 #include "core/xalloc.h"
+#include "store/db.h"
+#include "store/store.h"
 #include "unit.h"
 
 static const struct {
     const char *name;
     void (*run)(void);
 } suites[] = {
-    {"alert", unit_alert},   {"buf", unit_buf},           {"catalog", unit_catalog},
-    {"config", unit_config}, {"crypto", unit_crypto},     {"db", unit_db},
-    {"id", unit_id},         {"json", unit_json},         {"metrics", unit_metrics},
-    {"retry", unit_retry},   {"timeutil", unit_timeutil},
+    {"alert", unit_alert},       {"buf", unit_buf},       {"catalog", unit_catalog},
+    {"config", unit_config},     {"crypto", unit_crypto}, {"db", unit_db},
+    {"deliver", unit_deliver},   {"id", unit_id},         {"json", unit_json},
+    {"metrics", unit_metrics},   {"retry", unit_retry},   {"stream", unit_stream},
+    {"timeutil", unit_timeutil},
 };
 
 static const char *g_filter;
@@ -70,6 +73,39 @@ bool unit_eq_str(const char *file, int line, const char *aexpr, const char *bexp
     unit_fail(file, line, "ASSERT_EQ_STR(%s, %s): %s%s%s != %s%s%s", aexpr, bexpr, a ? "\"" : "",
               a ? a : "NULL", a ? "\"" : "", b ? "\"" : "", b ? b : "NULL", b ? "\"" : "");
     return false;
+}
+
+struct db *unit_db_open(char **dir)
+{
+    *dir = unit_tmpdir();
+    char *url = xasprintf("sqlite:%s/test.db", *dir);
+    char errmsg[256] = "";
+    struct db *db = NULL;
+    enum err rc = db_open(url, &db, errmsg, sizeof errmsg);
+    free(url);
+    if (rc == ERR_OK)
+        rc = store_migrate(db, errmsg, sizeof errmsg);
+    if (rc == ERR_OK)
+        rc = db_exec(db, "INSERT INTO tenants (id, name, created_at) VALUES ('acme', 'Acme', "
+                         "0), ('globex', 'Globex', 0)");
+    if (rc != ERR_OK) {
+        unit_fail(__FILE__, __LINE__, "unit_db_open: %s %s", errmsg, db ? db_errmsg(db) : "");
+        db_close(db);
+        unit_rmdir(*dir);
+        *dir = NULL;
+        return NULL;
+    }
+    return db;
+}
+
+long long unit_db_int(struct db *db, const char *sql, const char *arg)
+{
+    struct db_stmt *st = db_stmt(db, sql);
+    if (arg)
+        db_bind_text(st, 1, arg);
+    long long n = db_next(st) == ERR_OK ? (long long)db_col_int(st, 0) : -1;
+    db_release(db);
+    return n;
 }
 
 char *unit_tmpdir(void)

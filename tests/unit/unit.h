@@ -26,6 +26,14 @@ char *unit_tmpdir(void);
 /* Removes dir and the files directly inside it, then frees dir. */
 void unit_rmdir(char *dir);
 
+struct db;
+/* A migrated SQLite database in a fresh temp dir (*dir, for unit_rmdir after db_close) with
+ * the tenants "acme" and "globex"; NULL (the test failed) when it cannot be made. */
+struct db *unit_db_open(char **dir);
+/* The first column of the first row of sql (one optional text argument) as an integer; -1
+ * when there is no row. */
+long long unit_db_int(struct db *db, const char *sql, const char *arg);
+
 #define RUN(fn) unit_run(#fn, fn)
 
 #define ASSERT_TRUE(x)                                                                             \
@@ -64,6 +72,7 @@ void unit_rmdir(char *dir);
 
 /* One suite per module (tests/unit/test_<module>.c). */
 void unit_alert(void);
+void unit_deliver(void);
 void unit_buf(void);
 void unit_catalog(void);
 void unit_config(void);
@@ -73,6 +82,7 @@ void unit_id(void);
 void unit_json(void);
 void unit_metrics(void);
 void unit_retry(void);
+void unit_stream(void);
 void unit_timeutil(void);
 
 #endif
