@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Static checks: clang-format (repo .clang-format), banned C functions, cppcheck.
+# Static checks: clang-format (repo .clang-format), banned C functions, cppcheck, and the
+# direction of includes between the folders of src/ (the layers).
 # Each check is one item; prints "lint: N passed, N failed" and exits non-zero on any failure.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -48,6 +49,43 @@ if [ -d src ]; then
         -Isrc --suppress=missingIncludeSystem src || rc=1
 fi
 result cppcheck $rc
+
+# 4. Layers: each folder of src/ includes only itself and the folders below it, lowest
+#    first (docs/architecture.md). Folders of one rank (the engines) do not include each other.
+rank_of() {
+    case "$1" in
+    core) echo 0 ;;
+    store) echo 1 ;;
+    http) echo 2 ;;
+    stream) echo 3 ;;
+    alert) echo 4 ;;
+    deliver | notify) echo 5 ;;
+    sched) echo 6 ;;
+    api) echo 7 ;;
+    *) echo -1 ;;
+    esac
+}
+rc=0
+for f in src/*/*.c src/*/*.h; do
+    [ -e "$f" ] || continue
+    from=$(basename "$(dirname "$f")")
+    rf=$(rank_of "$from")
+    if [ "$rf" -lt 0 ]; then
+        echo "lint: $f: folder src/$from has no place in the layer order (scripts/lint.sh)"
+        rc=1
+        continue
+    fi
+    while IFS=: read -r line to; do
+        [ "$to" = "$from" ] && continue
+        rt=$(rank_of "$to")
+        if [ "$rt" -lt 0 ] || [ "$rt" -ge "$rf" ]; then
+            echo "lint: $f:$line includes $to/ (layer $rt), not below $from/ (layer $rf)"
+            rc=1
+        fi
+    done < <(grep -nE '^[[:space:]]*#[[:space:]]*include[[:space:]]+"[a-z_]+/' "$f" |
+        sed -E 's/^([0-9]+):.*include[[:space:]]+"([a-z_]+)\/.*/\1:\2/')
+done
+result layers $rc
 
 echo "lint: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
