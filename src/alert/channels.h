@@ -2,8 +2,8 @@
  * the notifier sends: validation on HTTP threads, persistence in writer jobs, and
  * notify_enqueue(), which puts an issue event into the right immediate mail or window
  * digest inside the alerting transaction (writer thread). */
-#ifndef SLUICE_NOTIFY_CHANNELS_H
-#define SLUICE_NOTIFY_CHANNELS_H
+#ifndef SLUICE_ALERT_CHANNELS_H
+#define SLUICE_ALERT_CHANNELS_H
 
 #include <jansson.h>
 #include <stdbool.h>
