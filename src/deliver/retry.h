@@ -1,4 +1,4 @@
-/* The retry schedule of DESIGN.md: 5 s, 30 s, 2 m, 5 m, 15 m, 30 m, 1 h, then every 2 h,
+/* The retry schedule: 5 s, 30 s, 2 m, 5 m, 15 m, 30 m, 1 h, then every 2 h,
  * up to 24 h after the first attempt; ±20 % jitter; Retry-After honoured (clamped). Pure
  * functions; any thread. */
 #ifndef SLUICE_DELIVER_RETRY_H

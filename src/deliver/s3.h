@@ -1,12 +1,13 @@
-/* S3 targets (DESIGN.md "Event Stream semantics", API.md "S3 objects").
+/* The S3 target driver: events batched into JSON Lines objects (docs/internals/s3.md).
  *
- * s3_target.c: validation of an integration's S3 target, rendering with the secret masked,
- * request URLs (virtual-hosted or path-style) and the probe object (HTTP threads).
+ * s3_target.c: validation of an integration's S3 target, masking and rendering (HTTP
+ * threads), request URLs (virtual-hosted or path-style) and signed request setup, and the
+ * probe object (a blocking thread of its own).
  * s3_batch.c: the batch rows on the database: append, close (fixing the object key),
- * claim with a lease, outcomes (writer thread, inside transactions).
- * s3.c: the engine thread: builds each closed batch's JSON Lines spool file in the data
- * dir, uploads it with SigV4 (single PUT, or multipart above 16 MiB) on a curl multi
- * handle, and hands outcomes back to the writer. */
+ * claim with a lease, lease renewal, outcomes (writer thread, inside transactions).
+ * s3.c: the driver's engine callbacks (engine.h, the engine thread): builds each closed
+ * batch's JSON Lines spool file in the data dir, uploads it with SigV4 (single PUT, or
+ * multipart above 16 MiB), and hands outcomes back to the writer. */
 #ifndef SLUICE_DELIVER_S3_H
 #define SLUICE_DELIVER_S3_H
 
