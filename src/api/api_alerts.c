@@ -295,7 +295,12 @@ void api_alerts_list(struct http_req *req)
     db_query_since(&q, "a.id", "alr", from);
     db_query_before(&q, "a.id", "alr", to);
     db_query_where(&q, " AND a.id < ?", cursor);
-    struct db_stmt *st = db_query_stmt(db, &q, " ORDER BY a.id DESC LIMIT ?", limit + 1);
+    struct db_stmt *st;
+    enum err qrc = db_query_stmt(db, &q, " ORDER BY a.id DESC LIMIT ?", limit + 1, &st);
+    if (qrc != ERR_OK) {
+        http_problem_err(req, qrc, NULL);
+        return;
+    }
     json_t *arr = json_array();
     enum err rc;
     while ((rc = db_next(st)) == ERR_OK)
@@ -631,7 +636,12 @@ void api_tasks_list(struct http_req *req)
     db_query_where(&q, " AND kind = ?", kind);
     db_query_where(&q, " AND status = ?", status);
     db_query_where(&q, " AND id < ?", cursor);
-    struct db_stmt *st = db_query_stmt(db, &q, " ORDER BY id DESC LIMIT ?", limit + 1);
+    struct db_stmt *st;
+    enum err qrc = db_query_stmt(db, &q, " ORDER BY id DESC LIMIT ?", limit + 1, &st);
+    if (qrc != ERR_OK) {
+        http_problem_err(req, qrc, NULL);
+        return;
+    }
     json_t *ids = json_array();
     enum err rc;
     while ((rc = db_next(st)) == ERR_OK)

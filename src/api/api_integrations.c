@@ -565,7 +565,12 @@ void api_integrations_events(struct http_req *req)
     db_query_since(&q, "d.id", "dlv", from);
     db_query_before(&q, "d.id", "dlv", to);
     db_query_where(&q, " AND d.id < ?", cursor);
-    struct db_stmt *st = db_query_stmt(db, &q, " ORDER BY d.id DESC LIMIT ?", limit + 1);
+    struct db_stmt *st;
+    enum err qrc = db_query_stmt(db, &q, " ORDER BY d.id DESC LIMIT ?", limit + 1, &st);
+    if (qrc != ERR_OK) {
+        http_problem_err(req, qrc, NULL);
+        return;
+    }
     json_t *arr = json_array(), *next = json_null();
     enum err rc;
     char last[ID_MAX] = "";

@@ -174,7 +174,12 @@ void api_policies_list(struct http_req *req)
     db_query_init(&q, "SELECT id FROM alert_policies WHERE tenant_id = ?");
     db_query_arg(&q, req->auth.tenant);
     db_query_where(&q, " AND id < ?", cursor);
-    struct db_stmt *st = db_query_stmt(db, &q, " ORDER BY id DESC LIMIT ?", limit + 1);
+    struct db_stmt *st;
+    enum err qrc = db_query_stmt(db, &q, " ORDER BY id DESC LIMIT ?", limit + 1, &st);
+    if (qrc != ERR_OK) {
+        http_problem_err(req, qrc, NULL);
+        return;
+    }
     json_t *ids = json_array();
     enum err rc;
     while ((rc = db_next(st)) == ERR_OK)
@@ -334,7 +339,12 @@ void api_channels_list(struct http_req *req)
     db_query_init(&q, "SELECT id FROM notification_channels WHERE tenant_id = ?");
     db_query_arg(&q, req->auth.tenant);
     db_query_where(&q, " AND id < ?", cursor);
-    struct db_stmt *st = db_query_stmt(db, &q, " ORDER BY id DESC LIMIT ?", limit + 1);
+    struct db_stmt *st;
+    enum err qrc = db_query_stmt(db, &q, " ORDER BY id DESC LIMIT ?", limit + 1, &st);
+    if (qrc != ERR_OK) {
+        http_problem_err(req, qrc, NULL);
+        return;
+    }
     json_t *ids = json_array();
     enum err rc;
     while ((rc = db_next(st)) == ERR_OK)
@@ -462,7 +472,12 @@ void api_issues_list(struct http_req *req)
     db_query_since(&q, "id", "iss", from);
     db_query_before(&q, "id", "iss", to);
     db_query_where(&q, " AND id < ?", cursor);
-    struct db_stmt *st = db_query_stmt(db, &q, " ORDER BY id DESC LIMIT ?", limit + 1);
+    struct db_stmt *st;
+    enum err qrc = db_query_stmt(db, &q, " ORDER BY id DESC LIMIT ?", limit + 1, &st);
+    if (qrc != ERR_OK) {
+        http_problem_err(req, qrc, NULL);
+        return;
+    }
     json_t *arr = json_array();
     enum err rc;
     while ((rc = db_next(st)) == ERR_OK)
@@ -721,7 +736,12 @@ void api_notifications_list(struct http_req *req)
     db_query_where(&q, " AND n.channel_id = ?", channel);
     db_query_where(&q, " AND n.state = ?", status);
     db_query_where(&q, " AND n.id < ?", cursor);
-    struct db_stmt *st = db_query_stmt(db, &q, " ORDER BY n.id DESC LIMIT ?", limit + 1);
+    struct db_stmt *st;
+    enum err qrc = db_query_stmt(db, &q, " ORDER BY n.id DESC LIMIT ?", limit + 1, &st);
+    if (qrc != ERR_OK) {
+        http_problem_err(req, qrc, NULL);
+        return;
+    }
     json_t *arr = json_array();
     enum err rc;
     while ((rc = db_next(st)) == ERR_OK) {

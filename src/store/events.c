@@ -125,10 +125,12 @@ enum err store_events_list(struct db *db, const char *tenant, const struct event
     db_query_since(&q, "id", "evt", f->from);
     db_query_before(&q, "id", "evt", f->to);
     db_query_where(&q, " AND id < ?", f->cursor);
-    struct db_stmt *st = db_query_stmt(db, &q, " ORDER BY id DESC LIMIT ?", f->limit + 1);
-    json_t *arr = json_array();
-    enum err rc;
+    struct db_stmt *st;
     *next = NULL;
+    enum err rc = db_query_stmt(db, &q, " ORDER BY id DESC LIMIT ?", f->limit + 1, &st);
+    if (rc != ERR_OK)
+        return rc;
+    json_t *arr = json_array();
     while ((rc = db_next(st)) == ERR_OK) {
         if ((int)json_array_size(arr) == f->limit) {
             json_t *last = json_array_get(arr, json_array_size(arr) - 1);

@@ -237,10 +237,17 @@ static void query_names(struct db *db, const char *note, const char *name_after,
     db_query_arg(&q, "0");
     db_query_where(&q, " AND note = ?", note);
     db_query_where(&q, " AND name > ?", name_after);
-    struct db_stmt *st = db_query_stmt(db, &q, " ORDER BY name LIMIT ?", limit);
+    struct db_stmt *st;
     out[0] = '\0';
-    while (db_next(st) == ERR_OK)
+    if (db_query_stmt(db, &q, " ORDER BY name LIMIT ?", limit, &st) != ERR_OK) {
+        snprintf(out, n, "(error)");
+        return;
+    }
+    enum err rc;
+    while ((rc = db_next(st)) == ERR_OK)
         snprintf(out + strlen(out), n - strlen(out), "%s%s", out[0] ? "," : "", db_col_text(st, 0));
+    if (rc != ERR_DONE)
+        snprintf(out, n, "(error)");
 }
 
 /* The filters that are NULL leave the SQL and the binds; the others bind in order. */
@@ -268,6 +275,63 @@ static void test_db_query_optional_filters(void)
     query_names(f.db, NULL, NULL, 2, got, sizeof got);
     ASSERT_EQ_STR(got, "a,b");
     db_release(f.db);
+    teardown(&f);
+}
+
+/* Integer values bind as integers, in order with the text ones. */
+static void test_db_query_int_values(void)
+{
+    struct fixture f;
+    if (!setup(&f)) {
+        teardown(&f);
+        return;
+    }
+    ASSERT_EQ_ERR(insert(f.db, "a", 1), ERR_OK);
+    ASSERT_EQ_ERR(insert(f.db, "b", 2), ERR_OK);
+    ASSERT_EQ_ERR(insert(f.db, "c", 3), ERR_OK);
+    struct db_query q;
+    db_query_init(&q, "SELECT name FROM t WHERE name <> ?");
+    db_query_arg(&q, "c");
+    db_query_where_int(&q, " AND n >= ?", 2);
+    db_query_sql(&q, " AND n IS NOT NULL");
+    struct db_stmt *st;
+    REQUIRE_TRUE(db_query_stmt(f.db, &q, " ORDER BY name LIMIT ?", 10, &st) == ERR_OK);
+    ASSERT_EQ_ERR(db_next(st), ERR_OK);
+    ASSERT_EQ_STR(db_col_text(st, 0), "b");
+    ASSERT_EQ_ERR(db_next(st), ERR_DONE);
+    db_release(f.db);
+    teardown(&f);
+}
+
+/* A query that needs more values than the builder holds fails instead of running without
+ * some of its conditions (before, the 17th value was dropped and the query widened). */
+static void test_db_query_overflow_fails(void)
+{
+    struct fixture f;
+    if (!setup(&f)) {
+        teardown(&f);
+        return;
+    }
+    ASSERT_EQ_ERR(insert(f.db, "a", 1), ERR_OK);
+    struct db_query q;
+    db_query_init(&q, "SELECT name FROM t WHERE 1 = 1");
+    for (int i = 0; i < DB_QUERY_MAX_ARGS; i++)
+        db_query_where(&q, " AND name <> ?", "zz");
+    struct db_stmt *st;
+    ASSERT_EQ_ERR(db_query_stmt(f.db, &q, " LIMIT ?", 10, &st), ERR_OK);
+    db_release(f.db);
+    db_query_init(&q, "SELECT name FROM t WHERE 1 = 1");
+    for (int i = 0; i < DB_QUERY_MAX_ARGS; i++)
+        db_query_where(&q, " AND name <> ?", "zz");
+    db_query_where(&q, " AND name = ?", "nothing"); /* the 17th: must not be dropped */
+    ASSERT_EQ_ERR(db_query_stmt(f.db, &q, " LIMIT ?", 10, &st), ERR_INTERNAL);
+    ASSERT_TRUE(st == NULL);
+    /* the same for time bounds past the builder's room */
+    db_query_init(&q, "SELECT name FROM t WHERE id >= ?");
+    db_query_arg(&q, "");
+    for (int i = 0; i <= DB_QUERY_MAX_FLOORS; i++)
+        db_query_since(&q, "name", "x", 1000);
+    ASSERT_EQ_ERR(db_query_stmt(f.db, &q, " LIMIT ?", 10, &st), ERR_INTERNAL);
     teardown(&f);
 }
 
@@ -533,6 +597,8 @@ void unit_db(void)
     RUN(test_db_release_half_read_returning);
     RUN(test_db_release_ends_snapshot);
     RUN(test_db_query_optional_filters);
+    RUN(test_db_query_int_values);
+    RUN(test_db_query_overflow_fails);
     RUN(test_store_migrate);
     RUN(test_store_migrate_leaves_no_snapshot);
 }
