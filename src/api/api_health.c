@@ -20,7 +20,8 @@ void api_readyz(struct http_req *req)
         dbstate = "unreachable";
     } else {
         struct db_stmt *st = db_stmt(db, "SELECT 1");
-        if (db_next(st) != ERR_OK)
+        enum err rc = db_next(st);
+        if (rc != ERR_OK)
             dbstate = db_errmsg(db);
     }
     const struct config *cfg = api_config();

@@ -50,6 +50,7 @@ enum route_auth {
 };
 
 struct http_req;
+struct list_spec;
 typedef void (*http_handler)(struct http_req *req);
 
 struct route {
@@ -58,6 +59,7 @@ struct route {
     enum route_auth auth;
     unsigned perms;
     http_handler handler;
+    const struct list_spec *list; /* GET lists: the spec the one list helper serves */
 };
 
 struct http_req {
@@ -95,6 +97,12 @@ struct http_req {
 const char *http_param(const struct http_req *req, int i);
 /* Query-string value, or NULL. */
 const char *http_query(const struct http_req *req, const char *name);
+/* Calls fn(ctx, name, value, len) for every query-string argument in order (value NULL for
+ * a bare "?name"; len is the decoded length, more than strlen(value) when it holds a NUL),
+ * until fn returns false. */
+void http_query_each(const struct http_req *req,
+                     bool (*fn)(void *ctx, const char *name, const char *value, size_t len),
+                     void *ctx);
 /* Request header value, or NULL. */
 const char *http_header(const struct http_req *req, const char *name);
 

@@ -68,6 +68,28 @@ const char *http_query(const struct http_req *req, const char *name)
     return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
 }
 
+struct query_iter {
+    bool (*fn)(void *ctx, const char *name, const char *value, size_t len);
+    void *ctx;
+};
+
+static enum MHD_Result query_iter(void *cls, enum MHD_ValueKind kind, const char *key,
+                                  size_t key_size, const char *value, size_t value_size)
+{
+    (void)kind;
+    (void)key_size;
+    struct query_iter *it = cls;
+    return it->fn(it->ctx, key, value, value_size) ? MHD_YES : MHD_NO;
+}
+
+void http_query_each(const struct http_req *req,
+                     bool (*fn)(void *ctx, const char *name, const char *value, size_t len),
+                     void *ctx)
+{
+    struct query_iter it = {fn, ctx};
+    MHD_get_connection_values_n(req->conn, MHD_GET_ARGUMENT_KIND, query_iter, &it);
+}
+
 const char *http_header(const struct http_req *req, const char *name)
 {
     return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);

@@ -465,7 +465,8 @@ json_t *integration_to_json(struct db *db, const struct integration *in)
     db_bind_text(st, 1, in->tenant);
     db_bind_text(st, 2, in->id);
     int64_t pending = 0;
-    while (db_next(st) == ERR_OK) {
+    enum err rc;
+    while ((rc = db_next(st)) == ERR_OK) {
         const char *s = db_col_text(st, 0);
         int64_t n = db_col_int(st, 1);
         if (!strcmp(s, "succeeded") || !strcmp(s, "failed") || !strcmp(s, "rejected") ||
@@ -473,6 +474,11 @@ json_t *integration_to_json(struct db *db, const struct integration *in)
             json_object_set_new(stats, s, json_integer(n));
         else
             pending += n;
+    }
+    if (rc != ERR_DONE) { /* never a partial answer: the caller fails with 503 */
+        json_decref(stats);
+        json_decref(o);
+        return NULL;
     }
     json_object_set_new(stats, "pending", json_integer(pending));
     json_set_time(stats, "last_attempt_at", in->last_attempt_at);

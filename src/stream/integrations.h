@@ -57,7 +57,8 @@ enum err integration_log(struct db *db, const char *tenant, const char *id, cons
 /* Bumps the tenant's configuration version (routing indexes rebuild). */
 enum err tenant_config_bump(struct db *db, const char *tenant);
 
-/* Renders the integration with masked secrets and its delivery stats (read from db). */
+/* Renders the integration with masked secrets and its delivery stats (read from db): a new
+ * reference, or NULL when the stats cannot be read (storage error). */
 json_t *integration_to_json(struct db *db, const struct integration *in);
 /* Opens a sealed secret; returns a malloc'd plaintext or NULL. */
 char *integration_secret_open(const char *sealed);
