@@ -153,6 +153,11 @@ static void validate_alert(struct db *db, const char *tenant, json_t *e, const c
     if (!ev || !catalog_is_failure(ev))
         verrs_add(v, json_field(f, sizeof f, prefix, "event"),
                   "must be a failure event of the catalog (see GET /v1/failure-types)");
+    else if (!strncmp(ev, "event_stream.", 13))
+        verrs_add(v, json_field(f, sizeof f, prefix, "event"),
+                  "%s is raised by Sluice itself (for its Event Stream integrations) and cannot "
+                  "be reported",
+                  ev);
     else
         a->event = xstrdup(ev);
     a->connection = xstrdup(opt_string(e, "connection", prefix, 128, v));

@@ -695,8 +695,8 @@ static json_t *log_row(struct db_stmt *st)
 }
 
 static const struct list_param log_params[] = {
-    LIST_FROM_ID("id", "log"),
-    LIST_TO_ID("id", "log"),
+    LIST_FROM_ID("l.id", "log"),
+    LIST_TO_ID("l.id", "log"),
     LIST_END,
 };
 
@@ -704,12 +704,15 @@ const struct list_spec api_logs_list_spec = {
     .name = "logs",
     .params = log_params,
     .parent = integration_parent,
-    .select = "SELECT action, reason, actor, created_at, id FROM integration_logs WHERE "
-              "tenant_id = ? AND integration_id = ?",
+    /* The current incarnation's rows: an integration deleted and created again with the
+     * same id starts a new log. */
+    .select = "SELECT l.action, l.reason, l.actor, l.created_at, l.id FROM integration_logs l "
+              "JOIN integrations i ON i.tenant_id = l.tenant_id AND i.id = l.integration_id "
+              "AND i.incarnation = l.incarnation WHERE l.tenant_id = ? AND l.integration_id = ?",
     .binds = "T0",
-    .after = " AND id < ?",
+    .after = " AND l.id < ?",
     .after_parts = "0",
-    .order = " ORDER BY id DESC",
+    .order = " ORDER BY l.id DESC",
     .key_cols = {4},
     .key_types = "s",
     .row = log_row,
@@ -717,74 +720,139 @@ const struct list_spec api_logs_list_spec = {
 
 /* --- redeliver ----------------------------------------------------------------------- */
 
+#define REDELIVER_MAX 10000 /* events one redeliver by status may queue */
+
 struct redeliver_ctx {
     char tenant[72];
     char id[72];
-    json_t *event_ids; /* or NULL: select by status/time */
+    json_t *requested; /* event_ids as given, or NULL: select by status/time */
+    json_t *event_ids; /* the same, in publish order */
     const char *state;
     int64_t from, to;
-    int64_t queued;
+    int64_t queued, not_selected;
+    /* why the job refused: the field at fault and what is wrong with it */
+    char field[40];
+    char problem[200];
 };
 
 static void redeliver_ctx_free(void *p)
 {
     struct redeliver_ctx *c = p;
+    json_decref(c->requested);
     json_decref(c->event_ids);
     free(c);
 }
 
+/* The ids redeliver by status picks: the integration's own finished deliveries in that
+ * state and window, in publish order. More than REDELIVER_MAX is refused, not cut. */
+static enum err redeliver_select(struct db *db, struct redeliver_ctx *c, json_t *ids)
+{
+    struct db_stmt *st = db_stmt(db, "SELECT DISTINCT event_id FROM deliveries WHERE "
+                                     "tenant_id = ? AND integration_id = ? AND state = ? AND "
+                                     "finished_at >= ? AND finished_at < ? ORDER BY event_id "
+                                     "LIMIT ?");
+    db_bind_text(st, 1, c->tenant);
+    db_bind_text(st, 2, c->id);
+    db_bind_text(st, 3, c->state);
+    db_bind_int(st, 4, c->from >= 0 ? c->from : 0);
+    db_bind_int(st, 5, c->to >= 0 ? c->to : INT64_MAX);
+    db_bind_int(st, 6, REDELIVER_MAX + 1);
+    enum err rc;
+    while ((rc = db_next(st)) == ERR_OK)
+        json_array_append_new(ids, json_string(db_col_text(st, 0)));
+    db_release(db);
+    if (rc != ERR_DONE)
+        return rc;
+    if (json_array_size(ids) > REDELIVER_MAX) {
+        snprintf(c->field, sizeof c->field, "from");
+        snprintf(c->problem, sizeof c->problem,
+                 "more than %d events match; give a narrower from/to", REDELIVER_MAX);
+        return ERR_INVALID;
+    }
+    return ERR_OK;
+}
+
+/* Names event id e of the request in c->field ("event_ids[i]"). */
+static void redeliver_blame(struct redeliver_ctx *c, const char *e, const char *why)
+{
+    size_t i;
+    json_t *x;
+    json_array_foreach(c->requested, i, x)
+    {
+        if (!strcmp(json_string_value(x), e))
+            break;
+    }
+    snprintf(c->field, sizeof c->field, "event_ids[%zu]", i);
+    snprintf(c->problem, sizeof c->problem, "%.40s %s", e, why);
+}
+
+/* Validates like routing does, then queues: a stopped integration takes nothing (409); an
+ * event_ids entry the integration does not select (its events, start and end) or that does
+ * not exist is refused with nothing queued (422); a redeliver by status queues only what
+ * the integration selects and counts the rest. One job: all or nothing. */
 static enum err redeliver_run(struct db *db, void *arg)
 {
     struct redeliver_ctx *c = arg;
+    c->queued = c->not_selected = 0;
     struct integration in;
     enum err rc = integration_load(db, c->tenant, c->id, &in);
     if (rc != ERR_OK)
         return rc;
-    bool paused = !strcmp(in.state, "paused"), order = !strcmp(in.ordering, "entity");
+    bool stopped = !strcmp(in.state, "stopped"), paused = !strcmp(in.state, "paused");
+    bool order = !strcmp(in.ordering, "entity");
+    int64_t start_at = in.start_at, end_at = in.end_at;
+    json_t *patterns = json_loads(in.events, 0, NULL);
     integration_cleanup(&in);
+    if (!patterns)
+        return ERR_INTERNAL;
     json_t *ids = c->event_ids ? json_incref(c->event_ids) : json_array();
-    if (!c->event_ids) {
-        struct db_stmt *st = db_stmt(db, "SELECT DISTINCT event_id FROM deliveries WHERE "
-                                         "tenant_id = ? AND integration_id = ? AND state = ? AND "
-                                         "finished_at >= ? AND finished_at < ? LIMIT 10000");
-        db_bind_text(st, 1, c->tenant);
-        db_bind_text(st, 2, c->id);
-        db_bind_text(st, 3, c->state);
-        db_bind_int(st, 4, c->from >= 0 ? c->from : 0);
-        db_bind_int(st, 5, c->to >= 0 ? c->to : INT64_MAX);
-        while ((rc = db_next(st)) == ERR_OK)
-            json_array_append_new(ids, json_string(db_col_text(st, 0)));
-        if (rc != ERR_DONE) {
-            json_decref(ids);
-            return rc;
-        }
-        db_release(db);
+    if (stopped) {
+        snprintf(c->problem, sizeof c->problem,
+                 "the integration is stopped (past its end date): it takes no events");
+        rc = ERR_CONFLICT;
+    } else if (!c->event_ids) {
+        rc = redeliver_select(db, c, ids);
     }
-    json_t *ids_sorted = ids; /* event ids are time-ordered: redeliver in publish order */
     size_t i;
     json_t *e;
-    rc = ERR_OK;
-    json_array_foreach(ids_sorted, i, e)
+    json_array_foreach(ids, i, e)
     {
-        struct db_stmt *st =
-            db_stmt(db, "SELECT entity, entity_id FROM events WHERE tenant_id = ? AND id = ?");
-        db_bind_text(st, 1, c->tenant);
-        db_bind_text(st, 2, json_string_value(e));
-        if ((rc = db_next(st)) != ERR_OK) {
-            rc = rc == ERR_DONE ? ERR_INVALID : rc;
-            break;
-        }
-        char entity[72], *entity_id = xstrdup(db_col_text(st, 1));
-        snprintf(entity, sizeof entity, "%s", db_col_text(st, 0));
-        db_release(db);
-        rc = routing_insert_delivery(db, c->tenant, c->id, paused, order, json_string_value(e),
-                                     entity, entity_id, time_now_ms());
-        free(entity_id);
         if (rc != ERR_OK)
             break;
-        c->queued++;
+        const char *eid = json_string_value(e);
+        struct db_stmt *st = db_stmt(db, "SELECT type, entity, entity_id, published_at FROM "
+                                         "events WHERE tenant_id = ? AND id = ?");
+        db_bind_text(st, 1, c->tenant);
+        db_bind_text(st, 2, eid);
+        if ((rc = db_next(st)) != ERR_OK) {
+            if (rc == ERR_DONE) {
+                redeliver_blame(c, eid, "does not exist (or was purged)");
+                rc = ERR_INVALID;
+            }
+            break;
+        }
+        bool selected = integration_selects(patterns, start_at, end_at, db_col_text(st, 0),
+                                            db_col_text(st, 1), db_col_int(st, 3));
+        char entity[72], *entity_id = xstrdup(db_col_text(st, 2));
+        snprintf(entity, sizeof entity, "%s", db_col_text(st, 1));
+        db_release(db);
+        if (selected)
+            rc = routing_insert_delivery(db, c->tenant, c->id, paused, order, eid, entity,
+                                         entity_id, time_now_ms());
+        free(entity_id);
+        if (selected && rc == ERR_OK) {
+            c->queued++;
+        } else if (!selected && c->event_ids) {
+            redeliver_blame(c, eid,
+                            "is not selected by this integration (its events, start_at and "
+                            "end_at), so it is not sent");
+            rc = ERR_INVALID;
+        } else if (!selected) {
+            c->not_selected++;
+        }
     }
     json_decref(ids);
+    json_decref(patterns);
     return rc;
 }
 
@@ -792,8 +860,14 @@ static void redelivered(struct http_req *req)
 {
     struct redeliver_ctx *c = req->ctx;
     if (req->job.rc == ERR_INVALID) {
-        http_problem(req, 422, "event_ids names an event that does not exist (or was purged)",
-                     NULL);
+        json_t *e = json_pack("[{s:s,s:s}]", "field", c->field, "message", c->problem);
+        char d[300];
+        snprintf(d, sizeof d, "%s: %s", c->field, c->problem);
+        http_problem(req, 422, d, e);
+        return;
+    }
+    if (req->job.rc == ERR_CONFLICT) {
+        http_problem(req, 409, c->problem, NULL);
         return;
     }
     if (req->job.rc != ERR_OK) {
@@ -801,7 +875,9 @@ static void redelivered(struct http_req *req)
                          req->job.rc == ERR_NOT_FOUND ? "no such integration" : NULL);
         return;
     }
-    http_json(req, 202, json_pack("{s:I}", "queued", (json_int_t)c->queued));
+    http_json(req, 202,
+              json_pack("{s:I,s:I}", "queued", (json_int_t)c->queued, "not_selected",
+                        (json_int_t)c->not_selected));
 }
 
 static int cmp_json_str(const void *a, const void *b)
@@ -845,6 +921,7 @@ void api_integrations_redeliver(struct http_req *req)
                     json_array_append(sorted, e);
                 }
             }
+            c->requested = json_incref(sorted);
             size_t n = json_array_size(sorted);
             json_t **items = xcalloc(n ? n : 1, sizeof *items);
             for (size_t k = 0; k < n; k++)

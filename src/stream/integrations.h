@@ -64,5 +64,10 @@ json_t *integration_to_json(struct db *db, const struct integration *in);
 char *integration_secret_open(const char *sealed);
 /* Whether an event type matches any subscription of a JSON array text of patterns. */
 bool integration_events_match(json_t *patterns, const char *type, const char *entity);
+/* Whether an integration with these subscriptions and dates (-1: none) selects an event
+ * published at published_at: the one rule that routing applies at publish time and
+ * redeliver before it queues an event again. */
+bool integration_selects(json_t *patterns, int64_t start_at, int64_t end_at, const char *type,
+                         const char *entity, int64_t published_at);
 
 #endif
