@@ -154,7 +154,11 @@ bool http_query_limit(struct http_req *req, int *limit);
 /* Parses an RFC 3339 query parameter into *ms (left as is when absent); 400 when invalid. */
 bool http_query_time(struct http_req *req, const char *name, int64_t *ms);
 
-/* The server. */
+/* The server. http_listen binds the listen socket (--listen) and is called first, before
+ * anything is created on disk, so a taken address fails start-up cleanly and names the
+ * address asked for; http_start then serves on it (binding itself if http_listen was not
+ * called). */
+enum err http_listen(const struct config *cfg, char *errmsg, size_t errlen);
 enum err http_start(const struct config *cfg, const struct route *routes, char *errmsg,
                     size_t errlen);
 /* Stops accepting, waits for deferred requests to finish, stops the server. */
