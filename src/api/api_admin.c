@@ -261,11 +261,7 @@ const struct list_spec api_keys_list_spec = {
     .select = "SELECT id, name, permissions, key_hint, created_at FROM api_keys WHERE "
               "tenant_id = ?",
     .binds = "0",
-    .after = " AND id < ?",
-    .after_parts = "0",
-    .order = " ORDER BY id DESC",
-    .key_cols = {0},
-    .key_types = "s",
+    LIST_NEWEST_FIRST("id", 0),
     .row = key_row,
 };
 

@@ -52,10 +52,8 @@ enum err alerting_alert_issues(struct db *db, const char *tenant, json_t *alert)
                                     "alert_id = ? ORDER BY issue_id");
     db_bind_text(q, 1, tenant);
     db_bind_text(q, 2, json_string_value(json_object_get(alert, "id")));
-    enum err rc;
-    while ((rc = db_next(q)) == ERR_OK)
-        json_array_append_new(ids, json_string(db_col_text(q, 0)));
-    if (rc != ERR_DONE) {
+    enum err rc = list_strings(q, ids);
+    if (rc != ERR_OK) {
         json_decref(ids);
         return rc;
     }
@@ -297,11 +295,7 @@ const struct list_spec api_alerts_list_spec = {
     .params = alert_params,
     .select = "SELECT " ALERT_COLS " FROM alerts a WHERE a.tenant_id = ?",
     .binds = "T",
-    .after = " AND a.id < ?",
-    .after_parts = "0",
-    .order = " ORDER BY a.id DESC",
-    .key_cols = {0},
-    .key_types = "s",
+    LIST_NEWEST_FIRST("a.id", 0),
     .row = alerting_alert_row,
     .expand = alert_expand,
 };
@@ -664,11 +658,7 @@ const struct list_spec api_tasks_list_spec = {
     .params = task_params,
     .select = "SELECT id FROM tasks WHERE tenant_id = ?",
     .binds = "T",
-    .after = " AND id < ?",
-    .after_parts = "0",
-    .order = " ORDER BY id DESC",
-    .key_cols = {0},
-    .key_types = "s",
+    LIST_NEWEST_FIRST("id", 0),
     .row = id_row,
     .expand = task_expand,
 };

@@ -382,11 +382,7 @@ const struct list_spec api_events_list_spec = {
     .params = event_params,
     .select = "SELECT " STORE_EVENT_COLS " FROM events WHERE tenant_id = ?",
     .binds = "T",
-    .after = " AND id < ?",
-    .after_parts = "0",
-    .order = " ORDER BY id DESC",
-    .key_cols = {0},
-    .key_types = "s",
+    LIST_NEWEST_FIRST("id", 0),
     .row = store_event_row,
 };
 

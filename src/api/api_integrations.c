@@ -580,11 +580,7 @@ const struct list_spec api_integration_events_list_spec = {
               "JOIN events e ON e.tenant_id = d.tenant_id AND e.id = d.event_id WHERE "
               "d.tenant_id = ? AND d.integration_id = ?",
     .binds = "T0",
-    .after = " AND d.id < ?",
-    .after_parts = "0",
-    .order = " ORDER BY d.id DESC",
-    .key_cols = {9},
-    .key_types = "s",
+    LIST_NEWEST_FIRST("d.id", 9),
     .row = delivery_row,
 };
 
@@ -710,11 +706,7 @@ const struct list_spec api_logs_list_spec = {
               "JOIN integrations i ON i.tenant_id = l.tenant_id AND i.id = l.integration_id "
               "AND i.incarnation = l.incarnation WHERE l.tenant_id = ? AND l.integration_id = ?",
     .binds = "T0",
-    .after = " AND l.id < ?",
-    .after_parts = "0",
-    .order = " ORDER BY l.id DESC",
-    .key_cols = {4},
-    .key_types = "s",
+    LIST_NEWEST_FIRST("l.id", 4),
     .row = log_row,
 };
 

@@ -191,11 +191,7 @@ const struct list_spec api_policies_list_spec = {
     .name = "policies",
     .select = "SELECT id FROM alert_policies WHERE tenant_id = ?",
     .binds = "T",
-    .after = " AND id < ?",
-    .after_parts = "0",
-    .order = " ORDER BY id DESC",
-    .key_cols = {0},
-    .key_types = "s",
+    LIST_NEWEST_FIRST("id", 0),
     .row = id_row,
     .expand = policy_expand,
 };
@@ -345,11 +341,7 @@ const struct list_spec api_channels_list_spec = {
     .name = "channels",
     .select = "SELECT id FROM notification_channels WHERE tenant_id = ?",
     .binds = "T",
-    .after = " AND id < ?",
-    .after_parts = "0",
-    .order = " ORDER BY id DESC",
-    .key_cols = {0},
-    .key_types = "s",
+    LIST_NEWEST_FIRST("id", 0),
     .row = id_row,
     .expand = channel_expand,
 };
@@ -453,11 +445,7 @@ const struct list_spec api_issues_list_spec = {
     .params = issue_params,
     .select = "SELECT " ISSUE_COLS " FROM issues i WHERE tenant_id = ?",
     .binds = "T",
-    .after = " AND id < ?",
-    .after_parts = "0",
-    .order = " ORDER BY id DESC",
-    .key_cols = {0},
-    .key_types = "s",
+    LIST_NEWEST_FIRST("id", 0),
     .row = issue_row,
 };
 
@@ -501,11 +489,7 @@ const struct list_spec api_issue_alerts_list_spec = {
               "issue_alerts ia JOIN alerts a ON a.tenant_id = ia.tenant_id AND a.id = "
               "ia.alert_id WHERE ia.tenant_id = ? AND ia.issue_id = ?",
     .binds = "T0",
-    .after = " AND a.id < ?",
-    .after_parts = "0",
-    .order = " ORDER BY a.id DESC",
-    .key_cols = {0},
-    .key_types = "s",
+    LIST_NEWEST_FIRST("a.id", 0),
     .row = alerting_alert_row,
     .expand = alert_expand,
 };
@@ -528,11 +512,7 @@ const struct list_spec api_issue_timeline_list_spec = {
     .select = "SELECT id, at, kind, actor, detail, count FROM issue_timeline WHERE tenant_id = ? "
               "AND issue_id = ?",
     .binds = "T0",
-    .after = " AND id < ?",
-    .after_parts = "0",
-    .order = " ORDER BY id DESC",
-    .key_cols = {0},
-    .key_types = "s",
+    LIST_NEWEST_FIRST("id", 0),
     .row = timeline_row,
 };
 
@@ -693,10 +673,8 @@ static enum err notification_expand(struct db *db, struct list_ctx *c, json_t *i
                     "AND notification_id = ? ORDER BY issue_id");
     db_bind_text(st, 1, c->tenant);
     db_bind_text(st, 2, json_string_value(json_object_get(item, "id")));
-    enum err rc;
-    while ((rc = db_next(st)) == ERR_OK)
-        json_array_append_new(ids, json_string(db_col_text(st, 0)));
-    if (rc != ERR_DONE) {
+    enum err rc = list_strings(st, ids);
+    if (rc != ERR_OK) {
         json_decref(ids);
         return rc;
     }
@@ -720,11 +698,7 @@ const struct list_spec api_notifications_list_spec = {
               "c.addresses FROM notifications n LEFT JOIN notification_channels c ON "
               "c.tenant_id = n.tenant_id AND c.id = n.channel_id WHERE n.tenant_id = ?",
     .binds = "T",
-    .after = " AND n.id < ?",
-    .after_parts = "0",
-    .order = " ORDER BY n.id DESC",
-    .key_cols = {0},
-    .key_types = "s",
+    LIST_NEWEST_FIRST("n.id", 0),
     .row = notification_row,
     .expand = notification_expand,
 };

@@ -127,6 +127,14 @@ const char *list_value(const struct list_ctx *c, const char *name)
     return NULL;
 }
 
+enum err list_strings(struct db_stmt *st, json_t *arr)
+{
+    enum err rc;
+    while ((rc = db_next(st)) == ERR_OK)
+        json_array_append_new(arr, json_string(db_col_text(st, 0)));
+    return rc == ERR_DONE ? ERR_OK : rc;
+}
+
 void list_push(struct list_ctx *c, json_t *item, const char *const *key)
 {
     if (c->nitems == c->cap) {

@@ -93,6 +93,12 @@ struct list_param {
         .name = NULL                                                                               \
     }
 
+/* The common order of a list: newest first by a server id column (ids sort by creation
+ * time), the id being result column key_col. Expands to the spec's keyset members. */
+#define LIST_NEWEST_FIRST(col, key_col)                                                            \
+    .after = " AND " col " < ?", .after_parts = "0", .order = " ORDER BY " col " DESC",            \
+    .key_cols = {key_col}, .key_types = "s"
+
 struct list_ctx;
 
 struct list_spec {
@@ -152,6 +158,9 @@ void api_list(struct http_req *req);
 void list_push(struct list_ctx *c, json_t *item, const char *const *key);
 /* The value of the filter named name, or NULL when not given. */
 const char *list_value(const struct list_ctx *c, const char *name);
+/* For expand(): appends column 0 of every row of st (executed here) to arr as strings;
+ * the storage error, never a short array. */
+enum err list_strings(struct db_stmt *st, json_t *arr);
 /* For parent(): answers the problem for rc (detail for 404) and returns rc. */
 enum err list_fail(struct list_ctx *c, enum err rc, const char *not_found);
 
