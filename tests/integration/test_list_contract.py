@@ -26,8 +26,8 @@ import time
 import pytest
 
 from alerting_helpers import alert, channel, policy, report, req
-from conftest import (ALL_PERMS, PG_BIN, Postgres, REPO, Server, assert_problem, make_key,
-                      make_tenant, publish, wait_for)
+from conftest import (ALL_PERMS, PG_BIN, REPO, SANITIZED, Postgres, Server, assert_problem,
+                      make_key, make_tenant, publish, wait_for)
 from receiver import Receiver
 
 ROUTES = os.path.join(REPO, "src", "api", "routes.c")
@@ -159,8 +159,11 @@ def world(request, tmp_path_factory):
         w["url"] = url
         yield w
     finally:
-        srv.stop()
+        code = srv.stop()
         rcv.stop()
+        if SANITIZED and code != 0:
+            pytest.fail(f"sluice exited with {code} (sanitizer report?):\n"
+                        f"{srv.full_log()[-20000:]}")
         if url:
             try:
                 request.getfixturevalue("pg").psql(
@@ -469,7 +472,7 @@ def test_postgres_stopped_under_the_server_is_503_then_recovers(tmp_path):
         wait_for(lambda: srv.request("GET", "/readyz")[0] == 200, 30, what="readyz again")
         answers(200)
     finally:
-        if srv:
-            srv.stop()
+        code = srv.stop() if srv else 0
         rcv.stop()
         pg.stop()
+    assert not SANITIZED or code == 0, f"sluice exited with {code} (sanitizer report?)"
