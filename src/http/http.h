@@ -149,8 +149,6 @@ void http_actor(const struct http_req *req, char *out, size_t n);
 /* The calling thread's read connection, or NULL after answering 503 (storage unavailable). */
 struct db *http_reader(struct http_req *req);
 
-/* Parses ?limit= (1..1000, default 100); answers 400 and returns false when invalid. */
-bool http_query_limit(struct http_req *req, int *limit);
 /* Parses an RFC 3339 query parameter into *ms (left as is when absent); 400 when invalid. */
 bool http_query_time(struct http_req *req, const char *name, int64_t *ms);
 

@@ -218,24 +218,6 @@ struct db *http_reader(struct http_req *req)
     return db;
 }
 
-bool http_query_limit(struct http_req *req, int *limit)
-{
-    *limit = 100;
-    const char *s = http_query(req, "limit");
-    if (!s)
-        return true;
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (end == s || *end || v < 1 || v > 1000) {
-        json_t *e = json_pack("[{s:s,s:s}]", "field", "limit", "message",
-                              "must be an integer from 1 to 1000");
-        http_problem(req, 400, "limit must be an integer from 1 to 1000", e);
-        return false;
-    }
-    *limit = (int)v;
-    return true;
-}
-
 bool http_query_time(struct http_req *req, const char *name, int64_t *ms)
 {
     const char *s = http_query(req, name);
