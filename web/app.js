@@ -63,7 +63,8 @@ function match(path) {
 
 /** Goes to a console path ("/issues?status=open"). */
 export function go(path) {
-  location.hash = `#${path}`;
+  if (location.hash === `#${path}`) route(); // the same page again (e.g. Filter): reload it
+  else location.hash = `#${path}`;
 }
 
 function signOut(reason) {
