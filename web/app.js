@@ -4,7 +4,7 @@
 // own state and calls ctx.update() to re-render. No framework beyond lit-html's templates.
 import { html, render, nothing } from './vendor/lit-html.js';
 import { api, can, session, setUnauthorizedHandler } from './lib/api.js';
-import { errorBox } from './lib/ui.js';
+import { closeMenus, errorBox } from './lib/ui.js';
 import * as overview from './pages/overview.js';
 import * as stream from './pages/stream.js';
 import * as alerts from './pages/alerts.js';
@@ -220,4 +220,13 @@ function signinPage(ctx) {
 }
 
 window.addEventListener('hashchange', route);
+// An open Actions menu is placed with fixed coordinates: close it when the page moves, on
+// Escape (focus back on its button) and on a click elsewhere.
+window.addEventListener('scroll', () => closeMenus(), true);
+window.addEventListener('resize', () => closeMenus());
+document.addEventListener('click', (e) => closeMenus(e.target));
+document.addEventListener('keydown', (e) => {
+  const open = document.querySelector('details.menu[open]');
+  if (e.key === 'Escape' && open) { open.open = false; open.querySelector('summary').focus(); }
+});
 route();

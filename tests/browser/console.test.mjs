@@ -303,6 +303,23 @@ describe('the Sluice console', { concurrency: false }, () => {
     assert.equal(await page.locator('tbody tr').count(), 1);
   });
 
+  it('pages through a long list with the API cursor', async () => {
+    await srv.api('POST', '/v1/alerts', { alerts: Array.from({ length: 60 }, (_, i) => ({
+      event: 'inventory.sync_failed', connection: 'bulk-sync', entity_id: `SKU-${i}`, message: `stock level ${i} rejected` })) }, st.key);
+    await page.goto(`${srv.url}/#/alerts?connection=bulk-sync`);
+    await page.getByText('Page 1').waitFor();
+    assert.equal(await page.locator('tbody tr').count(), 50);
+    assert.equal(await page.getByRole('button', { name: '← Newer' }).isDisabled(), true);
+    await page.getByRole('button', { name: 'Older →' }).click();
+    await page.getByText('Page 2').waitFor();
+    assert.equal(await page.locator('tbody tr').count(), 10);
+    assert.equal(await page.getByRole('button', { name: 'Older →' }).isDisabled(), true);
+    await page.getByRole('cell', { name: 'stock level 0 rejected' }).waitFor(); // the oldest
+    await page.getByRole('button', { name: '← Newer' }).click();
+    await page.getByText('Page 1').waitFor();
+    await page.getByRole('cell', { name: 'stock level 59 rejected' }).waitFor();
+  });
+
   it('shows S3 wrong-secret errors by the field, then creates the S3 integration', async () => {
     await page.goto(`${srv.url}/#/integrations/new`);
     await page.getByLabel('Integration ID').fill('warehouse');

@@ -172,6 +172,29 @@ export function disabledWhy(label, why, cls = '') {
 }
 export const slug = (s) => String(s).toLowerCase().replace(/[^a-z0-9]+/g, '-');
 
+// --- the per-row Actions menu ---------------------------------------------------------
+/**
+ * The toggle handler of a <details class="menu">: places the open menu with fixed
+ * coordinates (so a scrolling table does not clip it), below its button or above when
+ * there is no room, and closes any other open menu.
+ */
+export function placeMenu(e) {
+  const d = e.currentTarget;
+  if (!d.open) return;
+  for (const o of document.querySelectorAll('details.menu[open]')) if (o !== d) o.open = false;
+  const r = d.querySelector('summary').getBoundingClientRect();
+  const m = d.querySelector('.menu-items');
+  m.style.position = 'fixed';
+  m.style.right = `${Math.max(8, window.innerWidth - r.right)}px`;
+  const h = m.offsetHeight;
+  m.style.top = `${r.bottom + 4 + h > window.innerHeight ? Math.max(8, r.top - h - 4) : r.bottom + 4}px`;
+}
+
+/** Closes every open menu (on scroll, Escape, or a click elsewhere). */
+export function closeMenus(except) {
+  for (const o of document.querySelectorAll('details.menu[open]')) if (!except || !o.contains(except)) o.open = false;
+}
+
 // --- the cursor pager ------------------------------------------------------------------
 /**
  * One page of a list at a time, newest first, with Newer/Older buttons over the API's
@@ -218,6 +241,7 @@ export class Pager {
     if (this.error) return errorBox(this.error);
     if (!this.rows) return spinner();
     if (!this.rows.length && this.page === 1) return html`<div class="table-wrap">${emptyState}</div>`;
+    if (this.page === 1 && !this.next) return html`<div class="table-wrap">${table(this.rows)}</div>`;
     return html`<div class="table-wrap">${table(this.rows)}</div>
       <div class="pager" aria-label="Pages">
         <button type="button" class="small" ?disabled=${this.page === 1 || this.loading} @click=${() => this.newer()}>← Newer</button>

@@ -20,7 +20,16 @@ async function options() {
 
 const alertTitle = (a) => html`<span class="mono">${a.event}</span>`;
 
-export function alertsTable(rows, { showIssues = true } = {}) {
+export function alertsTable(rows, { showIssues = true, compact = false } = {}) {
+  if (compact) { // beside the timeline on an issue's page: fewer, wider columns
+    return html`<table>
+      <thead><tr><th>Alert</th><th>Message</th><th>Occurred at</th></tr></thead>
+      <tbody>${rows.map((a) => html`<tr>
+        <td class="wrap narrow"><a href="#/alerts/${enc(a.id)}">${alertTitle(a)}</a>
+          <span class="secondary">${a.resolved_at ? html`${badge('resolved', 'Resolved')} ` : nothing}<span class="mono">${a.entity_id ?? ''}</span></span></td>
+        <td class="wrap narrow">${a.message}</td>
+        <td class="nowrap">${time(a.occurred_at)}</td></tr>`)}</tbody></table>`;
+  }
   return html`<table>
     <thead><tr><th>Alert</th><th>Message</th><th>Connection</th><th>Entity</th><th>Occurred at</th>${showIssues ? html`<th>Issues</th>` : nothing}</tr></thead>
     <tbody>${rows.map((a) => html`<tr>

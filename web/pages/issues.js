@@ -184,7 +184,7 @@ export function detail(ctx) {
                 <button type="button" class="small" ?disabled=${!timeline.next} @click=${() => timeline.older()}>Older →</button></div>` : nothing}
             </div></section>
           <section aria-labelledby="al-h"><h2 id="al-h">Alerts</h2>
-            ${alerts.view((rows) => alertsTable(rows, { showIssues: false }), empty('No alerts', 'This issue has no alerts left (they may have been purged).'))}</section>
+            ${alerts.view((rows) => alertsTable(rows, { showIssues: false, compact: true }), empty('No alerts', 'This issue has no alerts left (they may have been purged).'))}</section>
         </div>`;
     },
   };

@@ -4,7 +4,7 @@
 import { html, nothing } from '../vendor/lit-html.js';
 import { can, del, get, getAll, lacks, patch, post, qs } from '../lib/api.js';
 import {
-  Pager, badge, confirmDialog, disabledWhy, empty, errorBox, fieldError, invalid, isoToLocal, json,
+  Pager, badge, confirmDialog, placeMenu, disabledWhy, empty, errorBox, fieldError, invalid, isoToLocal, json,
   localToIso, otherErrors, secretOnce, spinner, time, toast,
 } from '../lib/ui.js';
 
@@ -86,7 +86,7 @@ export function list(ctx) {
         @click=${() => toggle(i)}><span class="track"></span><span class="state">${on ? 'Active' : 'Paused'}</span></button>`;
   };
 
-  const menu = (i) => html`<details class="menu">
+  const menu = (i) => html`<details class="menu" @toggle=${placeMenu}>
       <summary aria-label="Actions for ${i.id}">Actions</summary>
       <ul class="menu-items" role="list">
         <li><a href="#/integrations/${enc(i.id)}/events">View Events</a></li>
@@ -104,7 +104,7 @@ export function list(ctx) {
       <th class="num">Rejected</th><th class="num">Pending</th><th>Active</th><th><span class="visually-hidden">Actions</span></th></tr></thead>
     <tbody>${rows.map((i) => html`<tr>
       <td class="wrap"><a href="#/integrations/${enc(i.id)}/events"><strong>${i.id}</strong></a>
-        <span class="secondary">${targetSummary(i.target)}</span></td>
+        <span class="secondary target" title=${targetSummary(i.target)}>${targetSummary(i.target)}</span></td>
       <td><div class="chips">${i.events.map((e) => html`<span class="chip">${e}</span>`)}</div></td>
       <td class="nowrap">${typeLabel(i)}</td>
       <td class="num">${nf.format(i.stats.succeeded)}</td>
