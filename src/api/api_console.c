@@ -91,42 +91,17 @@ void api_console_asset(struct http_req *req)
 
 /* --- unsubscribe pages ------------------------------------------------------------------ */
 
-static void escape(struct buf *b, const char *s)
-{
-    for (; s && *s; s++) {
-        switch (*s) {
-        case '<':
-            buf_puts(b, "&lt;");
-            break;
-        case '>':
-            buf_puts(b, "&gt;");
-            break;
-        case '&':
-            buf_puts(b, "&amp;");
-            break;
-        case '"':
-            buf_puts(b, "&quot;");
-            break;
-        case '\'':
-            buf_puts(b, "&#39;");
-            break;
-        default:
-            buf_putc(b, *s);
-        }
-    }
-}
-
 /* Starts a standalone page (the console's stylesheet, no script). */
 static void page_open(struct buf *b, const char *title)
 {
     buf_puts(b, "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
                 "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
                 "<meta name=\"robots\" content=\"noindex\"><title>");
-    escape(b, title);
+    buf_put_html(b, title);
     buf_puts(b, " · Sluice</title><link rel=\"stylesheet\" href=\"/ui/style.css\"></head>\n"
                 "<body class=\"standalone\"><main class=\"card narrow\" id=\"main\">\n"
                 "<p class=\"brand\">Sluice</p>\n<h1>");
-    escape(b, title);
+    buf_put_html(b, title);
     buf_puts(b, "</h1>\n");
 }
 
@@ -154,7 +129,7 @@ static void page_channel_gone(struct http_req *req, const struct unsub_target *t
     struct buf b = BUF_INIT;
     page_open(&b, "Nothing to unsubscribe from");
     buf_puts(&b, "<p>The notification channel this mail came from no longer exists, so ");
-    escape(&b, t->address);
+    buf_put_html(&b, t->address);
     buf_puts(&b, " receives nothing more from it.</p>\n");
     page_send(req, 404, &b);
 }
@@ -205,16 +180,16 @@ void api_unsubscribe_page(struct http_req *req)
     if (!subscribed) {
         page_open(&b, "Already unsubscribed");
         buf_puts(&b, "<p>");
-        escape(&b, t.address);
+        buf_put_html(&b, t.address);
         buf_puts(&b, " receives no mail from the notification channel “");
-        escape(&b, name);
+        buf_put_html(&b, name);
         buf_puts(&b, "”.</p>\n");
     } else {
         page_open(&b, "Stop these mails?");
         buf_puts(&b, "<p>Stop sending Sluice notification mails to <strong>");
-        escape(&b, t.address);
+        buf_put_html(&b, t.address);
         buf_puts(&b, "</strong> from the notification channel “");
-        escape(&b, name);
+        buf_put_html(&b, name);
         buf_puts(&b, "”? The channel's other addresses keep receiving them, and the channel "
                      "shows that you unsubscribed.</p>\n<form method=\"post\">"
                      "<input type=\"hidden\" name=\"List-Unsubscribe\" value=\"One-Click\">"
@@ -249,7 +224,7 @@ static void unsub_finish(struct http_req *req)
     struct buf b = BUF_INIT;
     page_open(&b, "Unsubscribed");
     buf_puts(&b, "<p><strong>");
-    escape(&b, c->t.address);
+    buf_put_html(&b, c->t.address);
     buf_puts(&b, c->done ? "</strong> will receive no more mail from this notification channel."
                          : "</strong> was already off this notification channel.");
     buf_puts(&b, " To get the mails again, ask whoever runs your notification channels to add "

@@ -202,28 +202,6 @@ static void put_base64_body(struct buf *b, const char *s)
     free(enc);
 }
 
-static void html_escape(struct buf *b, const char *s)
-{
-    for (; s && *s; s++) {
-        switch (*s) {
-        case '<':
-            buf_puts(b, "&lt;");
-            break;
-        case '>':
-            buf_puts(b, "&gt;");
-            break;
-        case '&':
-            buf_puts(b, "&amp;");
-            break;
-        case '"':
-            buf_puts(b, "&quot;");
-            break;
-        default:
-            buf_putc(b, *s);
-        }
-    }
-}
-
 struct item {
     char kind[12];
     char issue[ID_MAX];
@@ -284,7 +262,7 @@ static void render_section(struct buf *txt, struct buf *html, const struct mail 
                    (long long)it->alerts, it->alerts == 1 ? "" : "s", opened, it->status, base,
                    it->issue);
         buf_printf(html, "<li><a href=\"%s/#/issues/%s\">", base, it->issue);
-        html_escape(html, it->title);
+        buf_put_html(html, it->title);
         buf_printf(html, "</a> — %lld alert%s, opened %s, now %s</li>\n", (long long)it->alerts,
                    it->alerts == 1 ? "" : "s", opened, it->status);
     }
@@ -337,9 +315,9 @@ static void render(struct mail *m, const char *rcpt)
     buf_printf(&txt, "%s — issues for the notification channel \"%s\"\n\n", tenant_name,
                m->channel_name);
     buf_puts(&html, "<!DOCTYPE html>\n<html><body>\n<h2>");
-    html_escape(&html, tenant_name);
+    buf_put_html(&html, tenant_name);
     buf_puts(&html, " — issues for the notification channel &quot;");
-    html_escape(&html, m->channel_name);
+    buf_put_html(&html, m->channel_name);
     buf_puts(&html, "&quot;</h2>\n");
     render_section(&txt, &html, m, "opened", "Opened", opened);
     render_section(&txt, &html, m, "closed", "Closed", closed);
@@ -348,7 +326,7 @@ static void render(struct mail *m, const char *rcpt)
                "<p><a href=\"%s/#/issues\">Open the console</a> · <a href=\"%s\">Stop these "
                "mails</a> (unsubscribes ",
                g.cfg->public_url, unsub);
-    html_escape(&html, rcpt);
+    buf_put_html(&html, rcpt);
     buf_puts(&html, " from this channel)</p>\n</body></html>\n");
 
     struct buf *b = &m->msg;
