@@ -2,7 +2,7 @@
 // chosen permissions (shown once, with a copy button), list and revoke keys — so a fresh
 // install is usable from the browser alone.
 import { html, nothing } from '../vendor/lit-html.js';
-import { api, session } from '../lib/api.js';
+import { api, getAll, session } from '../lib/api.js';
 import { Pager, confirmDialog, empty, errorBox, fieldError, invalid, otherErrors, secretOnce, spinner, time, toast } from '../lib/ui.js';
 
 const enc = encodeURIComponent;
@@ -27,8 +27,7 @@ export function admin(ctx) {
     s.keysError = null;
     ctx.update();
     try {
-      const r = await api('GET', `/v1/admin/tenants/${enc(s.open)}/keys?limit=1000`);
-      s.keys = r.data;
+      s.keys = await getAll(`/v1/admin/tenants/${enc(s.open)}/keys`);
     } catch (e) {
       s.keysError = e;
     }
