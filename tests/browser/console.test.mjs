@@ -70,6 +70,15 @@ describe('the Sluice console', { concurrency: false }, () => {
     await tenantForm.getByLabel('Name').fill('Again');
     await page.getByRole('button', { name: 'Create tenant' }).click();
     await page.locator('.form-error').first().waitFor();
+    // revoke a key: confirmed in a dialog, gone from the list, refused by the API
+    const temp = (await srv.admin('POST', '/v1/admin/tenants/acme/keys', { name: 'temp-key', permissions: ['events:publish'] })).key;
+    await page.getByRole('button', { name: 'Hide keys' }).click();
+    await page.getByRole('button', { name: 'API keys' }).click();
+    await page.getByRole('row', { name: /temp-key/ }).getByRole('button', { name: 'Revoke' }).click();
+    await page.getByRole('dialog').getByRole('button', { name: 'Revoke key' }).click();
+    await toast(page, 'Revoked “temp-key”');
+    await until(async () => (await page.getByRole('row', { name: /temp-key/ }).count()) === 0, 'the revoked key to leave the list');
+    assert.equal((await fetch(`${srv.url}/v1/me`, { headers: { Authorization: `Bearer ${temp}` } })).status, 401);
     // a key with chosen permissions (the console's two are preselected)
     const form = page.getByRole('form', { name: 'Create an API key' });
     await form.getByLabel('Name').fill('ops-console');
@@ -368,6 +377,14 @@ describe('the Sluice console', { concurrency: false }, () => {
     assert.equal(await p.getByRole('button', { name: 'Reopen' }).count(), 0);
     assert.deepEqual(p.problems, []);
     await p.context().close();
+    // a key that may only publish: nothing to read, and the console says why
+    const pub = (await srv.admin('POST', '/v1/admin/tenants/acme/keys', { name: 'publisher', permissions: ['events:publish'] })).key;
+    const q = await newPage(browser);
+    await signIn(q, srv.url, pub);
+    await q.getByText('may not read integrations or alerts').waitFor();
+    assert.equal(await q.locator('nav.side a').count(), 1); // Overview only
+    assert.deepEqual(q.problems, []);
+    await q.context().close();
   });
 
   it('screenshots every page at 1366x850 and 390x844, without errors', async () => {

@@ -70,6 +70,14 @@ export function overview(ctx) {
     }
     s.attention = [...rows.values()];
   }
+  if (!tools && !alerts) {
+    return {
+      title: 'Overview',
+      view: () => html`<h1>Overview</h1><p class="notice">This API key may not read integrations or alerts
+        (it has neither tools:view nor alerts:view), so the console has nothing to show it. Keys for publishing events
+        or reporting alerts are meant for your services; ask your administrator for a key with the view permissions.</p>`,
+    };
+  }
   load();
 
   function lag() {
