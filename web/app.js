@@ -224,7 +224,16 @@ window.addEventListener('hashchange', route);
 // Escape (focus back on its button) and on a click elsewhere.
 window.addEventListener('scroll', () => closeMenus(), true);
 window.addEventListener('resize', () => closeMenus());
-document.addEventListener('click', (e) => closeMenus(e.target));
+document.addEventListener('click', (e) => {
+  closeMenus(e.target);
+  // The skip link's "#main" would be a route here: move focus to the content instead.
+  if (e.target.closest?.('a.skip')) {
+    e.preventDefault();
+    const main = root.querySelector('main');
+    main?.setAttribute('tabindex', '-1');
+    main?.focus();
+  }
+});
 document.addEventListener('keydown', (e) => {
   const open = document.querySelector('details.menu[open]');
   if (e.key === 'Escape' && open) { open.open = false; open.querySelector('summary').focus(); }

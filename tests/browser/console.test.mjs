@@ -300,6 +300,12 @@ describe('the Sluice console', { concurrency: false }, () => {
 
   it('filters View Events by Domain Entity ID (a deep link)', async () => {
     await page.goto(`${srv.url}/#/integrations/erp-orders/events`);
+    // keyboard: the skip link is the first stop and leads to the content, not to a route
+    await page.getByRole('heading', { name: 'Events' }).waitFor();
+    await page.locator('a.skip').focus();
+    await page.keyboard.press('Enter');
+    assert.ok(page.url().endsWith('#/integrations/erp-orders/events'), page.url());
+    assert.equal(await page.evaluate(() => document.activeElement.tagName), 'MAIN');
     await page.getByLabel('Domain Entity ID').fill('ORD-102');
     await page.getByRole('button', { name: 'Filter' }).click();
     await until(() => page.url().includes('entity_id=ORD-102'), 'the filter in the URL');
