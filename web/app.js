@@ -112,6 +112,10 @@ async function route() {
     const h = root.querySelector('main h1');
     if (h) { h.setAttribute('tabindex', '-1'); h.focus({ preventScroll: true }); }
     window.scrollTo(0, 0);
+    // On a phone the navigation is a scrolling row: keep the current page's link in view.
+    const nav = root.querySelector('nav.side');
+    const here = nav?.querySelector('a[aria-current="page"]');
+    if (nav && here && nav.scrollWidth > nav.clientWidth) nav.scrollLeft = here.offsetLeft - 16;
   });
 }
 
