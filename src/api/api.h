@@ -28,7 +28,12 @@ const struct config *api_config(void);
 void api_healthz(struct http_req *req);
 void api_readyz(struct http_req *req);
 void api_metrics(struct http_req *req);
+
+/* api_console.c: the console's files and the unsubscribe pages of notification mails */
 void api_console(struct http_req *req);
+void api_console_asset(struct http_req *req);
+void api_unsubscribe_page(struct http_req *req);
+void api_unsubscribe(struct http_req *req);
 
 /* api_admin.c */
 void api_tenants_create(struct http_req *req);

@@ -106,8 +106,27 @@ static void integ_written(struct http_req *req)
     http_json(req, c->create ? 201 : 200, o);
 }
 
+/* The target field an S3 error code points at, so a form can show it by that field. */
+static const char *s3_error_field(const char *code)
+{
+    static const struct {
+        const char *code, *field;
+    } map[] = {
+        {"SignatureDoesNotMatch", "target.secret_access_key"},
+        {"InvalidAccessKeyId", "target.access_key_id"},
+        {"NoSuchBucket", "target.bucket"},
+        {"InvalidBucketName", "target.bucket"},
+        {"AuthorizationHeaderMalformed", "target.region"},
+        {"PermanentRedirect", "target.region"},
+    };
+    for (size_t i = 0; code && i < sizeof map / sizeof map[0]; i++)
+        if (!strcmp(code, map[i].code))
+            return map[i].field;
+    return "target";
+}
+
 /* Puts the S3 probe object with the new target; on failure answers 422 with S3's error code
- * and message and returns false. */
+ * and message, naming the target field the code points at, and returns false. */
 static bool s3_probe_ok(struct http_req *req, const struct integration *in)
 {
     json_t *r =
@@ -117,7 +136,9 @@ static bool s3_probe_ok(struct http_req *req, const struct integration *in)
         char d[900];
         snprintf(d, sizeof d, "the probe object could not be put: %s",
                  json_string_value(json_object_get(r, "error")));
-        json_t *e = json_pack("[{s:s,s:s}]", "field", "target", "message", d);
+        json_t *e =
+            json_pack("[{s:s,s:s}]", "field",
+                      s3_error_field(json_string_value(json_object_get(r, "code"))), "message", d);
         json_t *first = json_array_get(e, 0);
         json_object_set(first, "code", json_object_get(r, "code"));
         json_object_set(first, "s3_message", json_object_get(r, "message"));

@@ -39,6 +39,10 @@ const struct route api_routes[] = {
     {"GET", "/readyz", AUTH_NONE, 0, api_readyz},
     {"GET", "/metrics", AUTH_NONE, 0, api_metrics},
     {"GET", "/", AUTH_NONE, 0, api_console},
+    {"GET", "/ui/{}", AUTH_NONE, 0, api_console_asset},
+    {"GET", "/ui/{}/{}", AUTH_NONE, 0, api_console_asset},
+    {"GET", "/unsubscribe/{}", AUTH_NONE, 0, api_unsubscribe_page},
+    {"POST", "/unsubscribe/{}", AUTH_NONE, 0, api_unsubscribe},
 
     {"POST", "/v1/admin/tenants", AUTH_ADMIN, 0, api_tenants_create},
     {"GET", "/v1/admin/tenants", AUTH_ADMIN, 0, api_list, &api_tenants_list_spec},

@@ -22,6 +22,7 @@
 
 #define HTTP_MAX_BODY (8u * 1024 * 1024)
 #define HTTP_MAX_PARAMS 4
+#define HTTP_MAX_HEADERS 8 /* extra response headers a handler may add */
 
 /* Permissions of API keys (API.md). *_MANAGE implies the matching *_VIEW. */
 enum perm {
@@ -79,7 +80,7 @@ struct http_req {
     char *resp;
     size_t resp_len;
     const char *content_type;
-    char *extra_headers[4]; /* "Name: value" */
+    char *extra_headers[HTTP_MAX_HEADERS]; /* "Name: value" */
     bool responded;
 
     /* deferred work */
@@ -117,7 +118,7 @@ void http_raw(struct http_req *req, int status, const char *content_type, const 
               size_t len);
 /* Answers 204 No Content. */
 void http_no_content(struct http_req *req);
-/* Adds a response header "Name: value" (copied). */
+/* Adds a response header "Name: value" (copied); aborts past HTTP_MAX_HEADERS (a bug). */
 void http_add_header(struct http_req *req, const char *name, const char *value);
 /* RFC 9457 problem responses. errors (stolen, may be NULL) becomes the "errors" member. */
 void http_problem(struct http_req *req, int status, const char *detail, json_t *errors);

@@ -1,5 +1,6 @@
 /* Response helpers and RFC 9457 problem details, with the one error-to-status table.
  * Runs on HTTP threads; touches only the request it is given. */
+#include <assert.h>
 #include <microhttpd.h>
 #include <stdlib.h>
 #include <string.h>
@@ -131,11 +132,12 @@ void http_no_content(struct http_req *req)
 
 void http_add_header(struct http_req *req, const char *name, const char *value)
 {
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < HTTP_MAX_HEADERS; i++)
         if (!req->extra_headers[i]) {
             req->extra_headers[i] = xasprintf("%s: %s", name, value);
             return;
         }
+    assert(!"more response headers than HTTP_MAX_HEADERS");
 }
 
 void http_problem(struct http_req *req, int status, const char *detail, json_t *errors)

@@ -290,7 +290,7 @@ static enum MHD_Result queue(struct MHD_Connection *conn, struct http_req *req)
         req->resp_len, req->resp ? req->resp : (char *)"", MHD_RESPMEM_MUST_COPY);
     if (req->content_type)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, req->content_type);
-    for (int i = 0; i < 4 && req->extra_headers[i]; i++) {
+    for (int i = 0; i < HTTP_MAX_HEADERS && req->extra_headers[i]; i++) {
         char *h = req->extra_headers[i], *colon = strchr(h, ':');
         if (!colon)
             continue;
@@ -364,7 +364,7 @@ static void http_req_free(struct http_req *req)
     if (req->ctx_free)
         req->ctx_free(req->ctx);
     clear_params(req);
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < HTTP_MAX_HEADERS; i++)
         free(req->extra_headers[i]);
     buf_cleanup(&req->body);
     free(req->resp);
