@@ -21,14 +21,14 @@ GENOBJ   := $(BUILD)/obj/gen/embedded.o
 UNITSRC  := $(sort $(wildcard tests/unit/test_*.c))
 PYTEST   := /usr/bin/python3 -m pytest
 
-.PHONY: all deps run test unit integration lint asan asan-test valgrind fuzz bench soak clean help
+.PHONY: all deps run test unit integration browser lint asan asan-test valgrind fuzz bench soak clean help
 
 all: $(BUILD)/sluice
 
 help:
 	@echo "make run        install what is missing, build, start sluice on SQLite in ./sluice-data"
 	@echo "make test       install what is missing, build, run every suite"
-	@echo "make unit | integration | lint | asan | valgrind | fuzz | bench"
+	@echo "make unit | integration | browser | lint | asan | valgrind | fuzz | bench"
 
 deps:
 	@bash scripts/deps.sh
@@ -40,10 +40,17 @@ $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c -o $@ $<
 
-# Migrations (and later the console) are embedded into the binary as C arrays.
-$(BUILD)/gen/embedded.c: $(MIGR) scripts/embed.sh $(shell find web -type f 2>/dev/null)
+# Migrations and the console (web/) are embedded into the binary as C arrays. The console's
+# one third-party module, lit-html (pinned in package.json), is copied out of node_modules.
+WEB      := $(sort $(shell find web -type f 2>/dev/null))
+LITHTML  := node_modules/lit-html/lit-html.js
+
+$(LITHTML):
+	npm ci --no-audit --no-fund --loglevel=error
+
+$(BUILD)/gen/embedded.c: $(MIGR) scripts/embed.sh $(WEB) $(LITHTML)
 	@mkdir -p $(dir $@)
-	bash scripts/embed.sh $@ $(MIGR) $(shell find web -type f 2>/dev/null | sort)
+	bash scripts/embed.sh $@ $(MIGR) $(WEB) web/vendor/lit-html.js=$(LITHTML)
 
 $(GENOBJ): $(BUILD)/gen/embedded.c
 	@mkdir -p $(dir $@)
@@ -65,6 +72,10 @@ unit: $(BUILD)/unit
 
 integration: $(BUILD)/sluice
 	SLUICE_BIN=$(abspath $(BUILD)/sluice) $(PYTEST) -q tests/integration
+
+# The console in headless Chromium (tests/browser, node's test runner + playwright-core).
+browser: $(BUILD)/sluice
+	SLUICE_BIN=$(abspath $(BUILD)/sluice) node --test --test-concurrency=1 tests/browser/
 
 test: deps
 	@bash scripts/test.sh

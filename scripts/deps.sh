@@ -7,7 +7,9 @@ cd "$(dirname "$0")/.."
 
 PKGS=(build-essential pkg-config libmicrohttpd-dev libcurl4-openssl-dev libjansson-dev
       libsqlite3-dev libpq-dev libssl-dev zlib1g-dev postgresql-15 python3-pytest
-      python3-aiosmtpd wrk clang-format cppcheck clang-tidy sqlite3 curl)
+      python3-aiosmtpd python3-yaml wrk clang-format cppcheck clang-tidy sqlite3 curl chromium)
+# chromium: Debian's browser for the console's browser tests (playwright-core drives it; the
+# tests never download a browser of their own).
 [ "${1:-}" = "--bench" ] && PKGS+=(nginx-light)
 # Node may come from outside apt (e.g. a NodeSource build that bundles npm).
 command -v node >/dev/null 2>&1 || PKGS+=(nodejs)

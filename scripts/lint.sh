@@ -42,7 +42,22 @@ if ((${#files[@]})); then
 fi
 result banned-functions $rc
 
-# 3. cppcheck.
+# 3. A storage error is never the end of the rows: db_next()'s result is kept (rc = ...) or
+#    returned, never compared in place (`while (db_next(st) == ERR_OK)` ends a list early
+#    and answers part of it as if it were all). src/deliver is being rebuilt (issue 14 §1)
+#    and still has such loops; it joins the check when the new engine lands.
+rc=0
+mapfile -t dbfiles < <(find src -type f -name '*.c' ! -path 'src/deliver/*' ! -path 'src/store/db*' |
+    sort)
+if ((${#dbfiles[@]})); then
+    if grep -nE 'db_next\(' "${dbfiles[@]}" | grep -vE '(=|return)[[:space:]]*db_next\('; then
+        echo "lint: keep db_next()'s result: (rc = db_next(st)) == ERR_OK, then check rc"
+        rc=1
+    fi
+fi
+result db-next-result $rc
+
+# 4. cppcheck.
 rc=0
 if [ -d src ]; then
     cppcheck --error-exitcode=1 --enable=warning,portability --inline-suppr -q \

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # What `make test` runs after `make deps`: build, then every suite (unit, integration on
-# SQLite and PostgreSQL, lint). Keeps going when a suite fails, prints one closing line per
+# SQLite and PostgreSQL, browser, lint). Keeps going when a suite fails, prints one closing line per
 # suite at the end, and exits non-zero if any suite failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -55,6 +55,22 @@ if [ "$sluice_ok" -eq 1 ]; then
 else
     echo "integration: build/sluice did not build"
     summary+=("integration: 0 passed, 1 failed")
+fi
+
+echo "== browser"
+if [ "$sluice_ok" -eq 1 ]; then
+    SLUICE_BIN=$PWD/build/sluice node --test --test-concurrency=1 tests/browser/ 2>&1 |
+        tee "$tmp/browser.out"
+    rc=${PIPESTATUS[0]}
+    p=$(grep -E '^# pass [0-9]+' "$tmp/browser.out" | tail -n 1 | grep -oE '[0-9]+' || echo 0)
+    f=$(grep -E '^# fail [0-9]+' "$tmp/browser.out" | tail -n 1 | grep -oE '[0-9]+' || echo 0)
+    if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi # crashed or no summary
+    if [ "$p" -eq 0 ] && [ "$f" -eq 0 ]; then f=1; fi  # no test ran
+    [ "$rc" -eq 0 ] || status=1
+    summary+=("browser: $p passed, $f failed")
+else
+    echo "browser: build/sluice did not build"
+    summary+=("browser: 0 passed, 1 failed")
 fi
 
 echo "== lint"

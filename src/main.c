@@ -77,8 +77,15 @@ static int serve(int argc, char **argv)
 
     char err[512] = "";
     int code = 1;
+    /* The listen address first: when it is taken, say so before anything is created on
+     * disk (data dir, admin token, master key, database). */
+    if (http_listen(&cfg, err, sizeof err) != ERR_OK) {
+        fprintf(stderr, "sluice: %s\n", err);
+        goto out;
+    }
     if (store_start(&cfg, err, sizeof err) != ERR_OK) {
         fprintf(stderr, "sluice: %s\n", err);
+        http_stop(); /* closes the bound socket */
         goto out;
     }
     curl_global_init(CURL_GLOBAL_DEFAULT);

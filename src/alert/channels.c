@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "alert/policies.h"
 #include "core/timeutil.h"
@@ -45,6 +46,7 @@ void channel_cleanup(struct channel *c)
         return;
     free(c->name);
     json_decref(c->addresses);
+    json_decref(c->unsubscribed);
     memset(c, 0, sizeof *c);
 }
 
@@ -66,6 +68,24 @@ bool channel_address_valid(const char *s)
     return true;
 }
 
+/* An address listed again by an operator is subscribed again: it leaves unsubscribed. */
+static void drop_resubscribed(struct channel *c)
+{
+    for (size_t i = json_array_size(c->unsubscribed); i-- > 0;) {
+        const char *a =
+            json_string_value(json_object_get(json_array_get(c->unsubscribed, i), "address"));
+        size_t j;
+        json_t *e;
+        json_array_foreach(c->addresses, j, e)
+        {
+            if (a && !strcasecmp(a, json_string_value(e))) {
+                json_array_remove(c->unsubscribed, i);
+                break;
+            }
+        }
+    }
+}
+
 void channel_parse(json_t *body, const struct channel *existing, const char *tenant,
                    struct channel *out, struct verrs *v)
 {
@@ -77,6 +97,7 @@ void channel_parse(json_t *body, const struct channel *existing, const char *ten
         out->name = xstrdup(existing->name);
         memcpy(out->type, existing->type, sizeof out->type);
         out->addresses = json_deep_copy(existing->addresses);
+        out->unsubscribed = json_deep_copy(existing->unsubscribed);
         memcpy(out->batching, existing->batching, sizeof out->batching);
         out->created_at = existing->created_at;
     } else {
@@ -84,6 +105,7 @@ void channel_parse(json_t *body, const struct channel *existing, const char *ten
         snprintf(out->type, sizeof out->type, "email");
         snprintf(out->batching, sizeof out->batching, "immediate");
         out->addresses = json_array();
+        out->unsubscribed = json_array();
         out->created_at = now;
     }
     out->updated_at = now;
@@ -132,6 +154,7 @@ void channel_parse(json_t *body, const struct channel *existing, const char *ten
             }
             json_decref(out->addresses);
             out->addresses = norm;
+            drop_resubscribed(out);
         }
     }
     if ((x = json_object_get(body, "batching"))) {
@@ -148,8 +171,8 @@ enum err channel_load(struct db *db, const char *tenant, const char *id, struct 
 {
     memset(out, 0, sizeof *out);
     struct db_stmt *st =
-        db_stmt(db, "SELECT name, type, addresses, batching, created_at, updated_at FROM "
-                    "notification_channels WHERE tenant_id = ? AND id = ?");
+        db_stmt(db, "SELECT name, type, addresses, batching, created_at, updated_at, "
+                    "unsubscribed FROM notification_channels WHERE tenant_id = ? AND id = ?");
     db_bind_text(st, 1, tenant);
     db_bind_text(st, 2, id);
     enum err rc = db_next(st);
@@ -165,30 +188,40 @@ enum err channel_load(struct db *db, const char *tenant, const char *id, struct 
     snprintf(out->batching, sizeof out->batching, "%s", db_col_text(st, 3));
     out->created_at = db_col_int(st, 4);
     out->updated_at = db_col_int(st, 5);
+    out->unsubscribed = json_loads(db_col_text(st, 6), 0, NULL);
+    if (!json_is_array(out->unsubscribed)) {
+        json_decref(out->unsubscribed);
+        out->unsubscribed = json_array();
+    }
     return ERR_OK;
 }
 
 enum err channel_store(struct db *db, const struct channel *c, bool update)
 {
     char *addrs = json_dumps(c->addresses, JSON_COMPACT);
+    char *gone = c->unsubscribed ? json_dumps(c->unsubscribed, JSON_COMPACT) : xstrdup("[]");
     struct db_stmt *st;
     if (update)
         st = db_stmt(db, "UPDATE notification_channels SET name = ?, type = ?, addresses = ?, "
-                         "batching = ?, updated_at = ? WHERE tenant_id = ? AND id = ?");
-    else {
+                         "batching = ?, updated_at = ?, unsubscribed = ? WHERE tenant_id = ? AND "
+                         "id = ?");
+    else
         st = db_stmt(db, "INSERT INTO notification_channels (name, type, addresses, batching, "
-                         "updated_at, tenant_id, id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
-        db_bind_int(st, 8, c->created_at);
-    }
+                         "updated_at, unsubscribed, tenant_id, id, created_at) VALUES (?, ?, ?, "
+                         "?, ?, ?, ?, ?, ?)");
+    if (!update)
+        db_bind_int(st, 9, c->created_at);
     db_bind_text(st, 1, c->name);
     db_bind_text(st, 2, c->type);
     db_bind_text(st, 3, addrs);
     db_bind_text(st, 4, c->batching);
     db_bind_int(st, 5, c->updated_at);
-    db_bind_text(st, 6, c->tenant);
-    db_bind_text(st, 7, c->id);
+    db_bind_text(st, 6, gone);
+    db_bind_text(st, 7, c->tenant);
+    db_bind_text(st, 8, c->id);
     enum err rc = db_run(st);
     free(addrs);
+    free(gone);
     if (rc == ERR_OK && update && db_changes(st) == 0)
         rc = ERR_NOT_FOUND;
     if (rc == ERR_OK)
@@ -227,6 +260,16 @@ json_t *channel_to_json(const struct channel *c)
 {
     json_t *o = json_pack("{s:s,s:s,s:s,s:O,s:s}", "id", c->id, "name", c->name, "type", c->type,
                           "addresses", c->addresses, "batching", c->batching);
+    json_t *gone = json_array();
+    size_t i;
+    json_t *e;
+    json_array_foreach(c->unsubscribed, i, e)
+    {
+        json_t *u = json_pack("{s:O}", "address", json_object_get(e, "address"));
+        json_set_time(u, "at", json_integer_value(json_object_get(e, "at")));
+        json_array_append_new(gone, u);
+    }
+    json_object_set_new(o, "unsubscribed", gone);
     json_set_time(o, "created_at", c->created_at);
     json_set_time(o, "updated_at", c->updated_at);
     return o;

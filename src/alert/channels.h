@@ -22,6 +22,7 @@ struct channel {
     char *name;
     char type[8]; /* email */
     json_t *addresses;
+    json_t *unsubscribed; /* [{"address", "at" (ms)}]: who left through a mail's link */
     char batching[12];
     int64_t created_at, updated_at;
 };

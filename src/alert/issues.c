@@ -50,11 +50,14 @@ static void render_open_gauge(struct buf *out)
         return;
     struct db_stmt *st =
         db_stmt(db, "SELECT COUNT(*) FROM issues WHERE status IN ('open', 'acknowledged')");
-    if (db_next(st) == ERR_OK)
+    enum err rc = db_next(st);
+    if (rc == ERR_OK)
         buf_printf(out,
                    "# HELP sluice_issues_open Issues open or acknowledged, every tenant.\n"
                    "# TYPE sluice_issues_open gauge\nsluice_issues_open %lld\n",
                    (long long)db_col_int(st, 0));
+    else /* the scrape goes on without this gauge; say why */
+        log_warn("issues", "open-issues gauge not read: %s", db_errmsg(db));
     db_release(db);
 }
 
@@ -175,8 +178,11 @@ static enum err bump_open(struct db *db, const char *tenant, const struct policy
     if (rc == ERR_OK) {
         snprintf(id, ID_MAX, "%s", db_col_text(st, 0));
         snprintf(fold, ID_MAX, "%s", db_col_null(st, 1) ? "" : db_col_text(st, 1));
-        while (db_next(st) == ERR_OK) { /* at most one row: the unique index */
+        enum err more;
+        while ((more = db_next(st)) == ERR_OK) { /* at most one row: the unique index */
         }
+        if (more != ERR_DONE)
+            rc = more;
     }
     return rc;
 }

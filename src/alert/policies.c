@@ -480,8 +480,12 @@ json_t *policy_to_json(struct db *db, const struct policy *p)
                                      "policy_id = ? AND status IN ('open', 'acknowledged')");
     db_bind_text(st, 1, p->tenant);
     db_bind_text(st, 2, p->id);
-    json_object_set_new(o, "open_issue_count",
-                        json_integer(db_next(st) == ERR_OK ? db_col_int(st, 0) : 0));
+    enum err rc = db_next(st);
+    if (rc != ERR_OK) { /* COUNT always answers one row: this is a storage error */
+        json_decref(o);
+        return NULL;
+    }
+    json_object_set_new(o, "open_issue_count", json_integer(db_col_int(st, 0)));
     json_set_time(o, "created_at", p->created_at);
     json_set_time(o, "updated_at", p->updated_at);
     return o;

@@ -52,7 +52,8 @@ enum err policy_load(struct db *db, const char *tenant, const char *id, struct p
 enum err policy_store(struct db *db, const struct policy *p, bool update);
 /* Deletes the policy (its issues stay); ERR_NOT_FOUND when absent. Writer thread. */
 enum err policy_delete(struct db *db, const char *tenant, const char *id);
-/* Renders the policy with its open_issue_count. */
+/* Renders the policy with its open_issue_count: a new reference, or NULL when the count
+ * cannot be read (storage error). */
 json_t *policy_to_json(struct db *db, const struct policy *p);
 /* Bumps the tenant's alert configuration version (indexes rebuild). Writer thread. */
 enum err policy_version_bump(struct db *db, const char *tenant);

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "api/api.h"
+#include "api/list.h"
 #include "core/crypto.h"
 #include "core/id.h"
 #include "core/timeutil.h"
@@ -89,45 +90,21 @@ out:
     json_decref(body);
 }
 
-void api_tenants_list(struct http_req *req)
+static json_t *tenant_row(struct db_stmt *st)
 {
-    int limit;
-    if (!http_query_limit(req, &limit))
-        return;
-    const char *cursor = http_query(req, "cursor");
-    struct db *db = http_reader(req);
-    if (!db)
-        return;
-    struct db_stmt *st =
-        cursor ? db_stmt(db, "SELECT id, name, created_at FROM tenants WHERE id > ? "
-                             "ORDER BY id LIMIT ?")
-               : db_stmt(db, "SELECT id, name, created_at FROM tenants ORDER BY id LIMIT ?");
-    int i = 1;
-    if (cursor)
-        db_bind_text(st, i++, cursor);
-    db_bind_int(st, i, limit + 1);
-    json_t *arr = json_array();
-    json_t *next = json_null();
-    enum err rc;
-    while ((rc = db_next(st)) == ERR_OK) {
-        if ((int)json_array_size(arr) == limit) {
-            json_decref(next);
-            next = json_string(
-                json_string_value(json_object_get(json_array_get(arr, (size_t)limit - 1), "id")));
-            rc = ERR_DONE;
-            break;
-        }
-        json_array_append_new(
-            arr, tenant_json(db_col_text(st, 0), db_col_text(st, 1), db_col_int(st, 2)));
-    }
-    if (rc != ERR_DONE) {
-        json_decref(arr);
-        json_decref(next);
-        http_problem_err(req, rc, NULL);
-        return;
-    }
-    http_json(req, 200, json_pack("{s:o,s:o}", "data", arr, "next_cursor", next));
+    return tenant_json(db_col_text(st, 0), db_col_text(st, 1), db_col_int(st, 2));
 }
+
+const struct list_spec api_tenants_list_spec = {
+    .name = "tenants",
+    .select = "SELECT id, name, created_at FROM tenants WHERE 1 = 1",
+    .after = " AND id > ?",
+    .after_parts = "0",
+    .order = " ORDER BY id",
+    .key_cols = {0},
+    .key_types = "s",
+    .row = tenant_row,
+};
 
 /* --- API keys ------------------------------------------------------------------------ */
 
@@ -266,33 +243,27 @@ out:
     json_decref(body);
 }
 
-void api_keys_list(struct http_req *req)
+static enum err keys_parent(struct db *db, struct list_ctx *c)
 {
-    struct db *db = http_reader(req);
-    if (!db)
-        return;
-    const char *tenant = http_param(req, 0);
-    enum err rc = tenant_exists(db, tenant);
-    if (rc != ERR_OK) {
-        http_problem_err(req, rc, rc == ERR_NOT_FOUND ? "no such tenant" : NULL);
-        return;
-    }
-    struct db_stmt *st =
-        db_stmt(db, "SELECT id, name, permissions, key_hint, created_at FROM api_keys "
-                    "WHERE tenant_id = ? ORDER BY id DESC");
-    db_bind_text(st, 1, tenant);
-    json_t *arr = json_array();
-    while ((rc = db_next(st)) == ERR_OK)
-        json_array_append_new(arr, key_json(db_col_text(st, 0), db_col_text(st, 1),
-                                            (unsigned)db_col_int(st, 2), db_col_text(st, 3),
-                                            db_col_int(st, 4)));
-    if (rc != ERR_DONE) {
-        json_decref(arr);
-        http_problem_err(req, rc, NULL);
-        return;
-    }
-    http_json(req, 200, json_pack("{s:o,s:n}", "data", arr, "next_cursor"));
+    enum err rc = tenant_exists(db, http_param(c->req, 0));
+    return rc == ERR_OK ? rc : list_fail(c, rc, "no such tenant");
 }
+
+static json_t *key_row(struct db_stmt *st)
+{
+    return key_json(db_col_text(st, 0), db_col_text(st, 1), (unsigned)db_col_int(st, 2),
+                    db_col_text(st, 3), db_col_int(st, 4));
+}
+
+const struct list_spec api_keys_list_spec = {
+    .name = "keys",
+    .parent = keys_parent,
+    .select = "SELECT id, name, permissions, key_hint, created_at FROM api_keys WHERE "
+              "tenant_id = ?",
+    .binds = "0",
+    LIST_NEWEST_FIRST("id", 0),
+    .row = key_row,
+};
 
 struct key_del {
     char *tenant;

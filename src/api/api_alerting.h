@@ -5,12 +5,10 @@
 
 #include "http/http.h"
 
-/* Reads ?cursor= (an id with prefix); answers 400 and returns false when invalid. */
-bool alerting_cursor(struct http_req *req, const char *prefix, const char **cursor);
-/* Answers {"data", "next_cursor"} from up to limit+1 rows of arr (stolen), or the error. */
-void alerting_list_answer(struct http_req *req, json_t *arr, int limit, enum err rc);
-/* Renders the current row of an alert query (columns of ALERT_COLS) with its issue ids. */
-json_t *alerting_alert_json(struct db *db, const char *tenant, struct db_stmt *st);
+/* Renders the current row of an alert query (columns of ALERT_COLS), without issue ids. */
+json_t *alerting_alert_row(struct db_stmt *st);
+/* Adds "issue_ids" to a rendered alert (read from db); the storage error otherwise. */
+enum err alerting_alert_issues(struct db *db, const char *tenant, json_t *alert);
 /* Renders one issue; ERR_NOT_FOUND when absent. */
 enum err alerting_issue_json(struct db *db, const char *tenant, const char *id, json_t **out);
 

@@ -9,6 +9,7 @@
 #include "alert/alerts.h"
 #include "api/api.h"
 #include "api/api_alerting.h"
+#include "api/list.h"
 #include "core/timeutil.h"
 #include "core/xalloc.h"
 #include "stream/catalog.h"
@@ -19,43 +20,13 @@
 
 /* --- shared helpers (api_alerting.h) ---------------------------------------------------- */
 
-bool alerting_cursor(struct http_req *req, const char *prefix, const char **cursor)
-{
-    *cursor = http_query(req, "cursor");
-    int64_t t;
-    size_t n = strlen(prefix);
-    if (*cursor && (strncmp(*cursor, prefix, n) != 0 || (*cursor)[n] != '_' ||
-                    id_time(*cursor, &t) != ERR_OK)) {
-        json_t *e = json_pack("[{s:s,s:s}]", "field", "cursor", "message",
-                              "is not a cursor this server returned");
-        http_problem(req, 400, "cursor is not a cursor this server returned", e);
-        return false;
-    }
-    return true;
-}
-
-void alerting_list_answer(struct http_req *req, json_t *arr, int limit, enum err rc)
-{
-    if (rc != ERR_OK && rc != ERR_DONE) {
-        json_decref(arr);
-        http_problem_err(req, rc, NULL);
-        return;
-    }
-    json_t *next = json_null();
-    if ((int)json_array_size(arr) > limit) {
-        json_array_remove(arr, (size_t)limit);
-        next = json_incref(json_object_get(json_array_get(arr, (size_t)limit - 1), "id"));
-    }
-    http_json(req, 200, json_pack("{s:o,s:o}", "data", arr, "next_cursor", next));
-}
-
 static json_t *parse_details(const char *s)
 {
     json_t *d = s ? json_loads(s, 0, NULL) : NULL;
     return d ? d : json_null();
 }
 
-json_t *alerting_alert_json(struct db *db, const char *tenant, struct db_stmt *st)
+json_t *alerting_alert_row(struct db_stmt *st)
 {
     /* columns: id, event, category, connection, entity_id, task_id, message, details,
      * occurred_at, created_at, resolved_at */
@@ -71,20 +42,55 @@ json_t *alerting_alert_json(struct db *db, const char *tenant, struct db_stmt *s
     json_set_time(o, "occurred_at", db_col_int(st, 8));
     json_set_time(o, "created_at", db_col_int(st, 9));
     json_set_time(o, "resolved_at", db_col_opt_int(st, 10));
+    return o;
+}
+
+enum err alerting_alert_issues(struct db *db, const char *tenant, json_t *alert)
+{
     json_t *ids = json_array();
     struct db_stmt *q = db_stmt(db, "SELECT issue_id FROM issue_alerts WHERE tenant_id = ? AND "
                                     "alert_id = ? ORDER BY issue_id");
     db_bind_text(q, 1, tenant);
-    db_bind_text(q, 2, db_col_text(st, 0));
-    while (db_next(q) == ERR_OK)
-        json_array_append_new(ids, json_string(db_col_text(q, 0)));
-    json_object_set_new(o, "issue_ids", ids);
-    return o;
+    db_bind_text(q, 2, json_string_value(json_object_get(alert, "id")));
+    enum err rc = list_strings(q, ids);
+    if (rc != ERR_OK) {
+        json_decref(ids);
+        return rc;
+    }
+    json_object_set_new(alert, "issue_ids", ids);
+    return ERR_OK;
 }
+
+/* The list helper's expansion of an alert: its issue ids. */
+static enum err alert_expand(struct db *db, struct list_ctx *c, json_t *item)
+{
+    return alerting_alert_issues(db, c->tenant, item);
+}
+
+/* Reads one alert by id with its issue ids into *out; ERR_NOT_FOUND when absent. */
+static enum err alert_load(struct db *db, const char *tenant, const char *id, json_t **out);
 
 #define ALERT_COLS                                                                                 \
     "a.id, a.event, a.category, a.connection, a.entity_id, a.task_id, a.message, a.details, "      \
     "a.occurred_at, a.created_at, a.resolved_at"
+
+static enum err alert_load(struct db *db, const char *tenant, const char *id, json_t **out)
+{
+    struct db_stmt *st =
+        db_stmt(db, "SELECT " ALERT_COLS " FROM alerts a WHERE a.tenant_id = ? AND a.id = ?");
+    db_bind_text(st, 1, tenant);
+    db_bind_text(st, 2, id);
+    enum err rc = db_next(st);
+    if (rc != ERR_OK)
+        return rc == ERR_DONE ? ERR_NOT_FOUND : rc;
+    json_t *o = alerting_alert_row(st);
+    if ((rc = alerting_alert_issues(db, tenant, o)) != ERR_OK) {
+        json_decref(o);
+        return rc;
+    }
+    *out = o;
+    return ERR_OK;
+}
 
 /* --- POST /v1/alerts ------------------------------------------------------------------ */
 
@@ -145,6 +151,11 @@ static void validate_alert(struct db *db, const char *tenant, json_t *e, const c
     if (!ev || !catalog_is_failure(ev))
         verrs_add(v, json_field(f, sizeof f, prefix, "event"),
                   "must be a failure event of the catalog (see GET /v1/failure-types)");
+    else if (!strncmp(ev, "event_stream.", 13))
+        verrs_add(v, json_field(f, sizeof f, prefix, "event"),
+                  "%s is raised by Sluice itself (for its Event Stream integrations) and cannot "
+                  "be reported",
+                  ev);
     else
         a->event = xstrdup(ev);
     a->connection = xstrdup(opt_string(e, "connection", prefix, 128, v));
@@ -263,47 +274,36 @@ fail:
 
 /* --- GET /v1/alerts ------------------------------------------------------------------- */
 
-void api_alerts_list(struct http_req *req)
-{
-    int limit;
-    int64_t from = -1, to = -1;
-    const char *cursor;
-    if (!http_query_limit(req, &limit) || !http_query_time(req, "from", &from) ||
-        !http_query_time(req, "to", &to) || !alerting_cursor(req, "alr", &cursor))
-        return;
-    struct db *db = http_reader(req);
-    if (!db)
-        return;
-    static const char *const filters[] = {"event",     "category", "connection",
-                                          "entity_id", "task_id",  NULL};
-    struct db_query q;
-    const char *issue = http_query(req, "issue_id");
-    if (issue)
-        db_query_init(&q, "SELECT " ALERT_COLS " FROM issue_alerts ia JOIN alerts a ON "
-                          "a.tenant_id = ia.tenant_id AND a.id = ia.alert_id WHERE ia.tenant_id "
-                          "= ? AND ia.issue_id = ?");
-    else
-        db_query_init(&q, "SELECT " ALERT_COLS " FROM alerts a WHERE a.tenant_id = ?");
-    db_query_arg(&q, req->auth.tenant);
-    if (issue)
-        db_query_arg(&q, issue);
-    for (int i = 0; filters[i]; i++) {
-        char clause[64];
-        snprintf(clause, sizeof clause, " AND a.%s = ?", filters[i]);
-        db_query_where(&q, clause, http_query(req, filters[i]));
-    }
-    db_query_since(&q, "a.id", "alr", from);
-    db_query_before(&q, "a.id", "alr", to);
-    db_query_where(&q, " AND a.id < ?", cursor);
-    struct db_stmt *st = db_query_stmt(db, &q, " ORDER BY a.id DESC LIMIT ?", limit + 1);
-    json_t *arr = json_array();
-    enum err rc;
-    while ((rc = db_next(st)) == ERR_OK)
-        json_array_append_new(arr, alerting_alert_json(db, req->auth.tenant, st));
-    alerting_list_answer(req, arr, limit, rc);
-}
+static const struct list_param alert_params[] = {
+    LIST_TEXT("event", " AND a.event = ?"),
+    LIST_TEXT("category", " AND a.category = ?"),
+    LIST_TEXT("connection", " AND a.connection = ?"),
+    LIST_TEXT("entity_id", " AND a.entity_id = ?"),
+    LIST_ID("task_id", " AND a.task_id = ?", "tsk"),
+    LIST_ID(
+        "issue_id",
+        " AND a.id IN (SELECT ia.alert_id FROM issue_alerts ia WHERE ia.tenant_id = a.tenant_id "
+        "AND ia.issue_id = ?)",
+        "iss"),
+    LIST_FROM_ID("a.id", "alr"),
+    LIST_TO_ID("a.id", "alr"),
+    LIST_END,
+};
 
-/* Renders a task with its alerts; ERR_NOT_FOUND when absent. */
+const struct list_spec api_alerts_list_spec = {
+    .name = "alerts",
+    .params = alert_params,
+    .select = "SELECT " ALERT_COLS " FROM alerts a WHERE a.tenant_id = ?",
+    .binds = "T",
+    LIST_NEWEST_FIRST("a.id", 0),
+    .row = alerting_alert_row,
+    .expand = alert_expand,
+};
+
+#define TASK_ALERTS_SHOWN 100
+
+/* Renders a task with its newest alerts (more_alerts: there are more than shown);
+ * ERR_NOT_FOUND when absent. */
 static enum err task_json(struct db *db, const char *tenant, const char *id, json_t **out)
 {
     struct db_stmt *st =
@@ -325,14 +325,29 @@ static enum err task_json(struct db *db, const char *tenant, const char *id, jso
     json_object_set_new(o, "details", parse_details(db_col_text(st, 7)));
     json_set_time(o, "created_at", db_col_int(st, 8));
     json_set_time(o, "updated_at", db_col_int(st, 9));
+    /* The task's newest alerts; all of them page through GET /v1/alerts?task_id=. */
     json_t *alerts = json_array();
     st = db_stmt(db, "SELECT " ALERT_COLS " FROM alerts a WHERE a.tenant_id = ? AND a.task_id = "
-                     "? ORDER BY a.id DESC LIMIT 1000");
+                     "? ORDER BY a.id DESC LIMIT ?");
     db_bind_text(st, 1, tenant);
     db_bind_text(st, 2, id);
+    db_bind_int(st, 3, TASK_ALERTS_SHOWN + 1);
     while ((rc = db_next(st)) == ERR_OK)
-        json_array_append_new(alerts, alerting_alert_json(db, tenant, st));
+        json_array_append_new(alerts, alerting_alert_row(st));
+    bool more = json_array_size(alerts) > TASK_ALERTS_SHOWN;
+    if (more)
+        json_array_remove(alerts, TASK_ALERTS_SHOWN);
+    if (rc == ERR_DONE)
+        rc = ERR_OK;
+    for (size_t i = 0; i < json_array_size(alerts) && rc == ERR_OK; i++)
+        rc = alerting_alert_issues(db, tenant, json_array_get(alerts, i));
+    if (rc != ERR_OK) {
+        json_decref(alerts);
+        json_decref(o);
+        return rc;
+    }
     json_object_set_new(o, "alerts", alerts);
+    json_object_set_new(o, "more_alerts", json_boolean(more));
     *out = o;
     return ERR_OK;
 }
@@ -342,20 +357,18 @@ void api_alerts_get(struct http_req *req)
     struct db *db = http_reader(req);
     if (!db)
         return;
-    struct db_stmt *st =
-        db_stmt(db, "SELECT " ALERT_COLS " FROM alerts a WHERE a.tenant_id = ? AND a.id = ?");
-    db_bind_text(st, 1, req->auth.tenant);
-    db_bind_text(st, 2, http_param(req, 0));
-    enum err rc = db_next(st);
+    json_t *o;
+    enum err rc = alert_load(db, req->auth.tenant, http_param(req, 0), &o);
     if (rc != ERR_OK) {
-        http_problem_err(req, rc == ERR_DONE ? ERR_NOT_FOUND : rc, "no such alert");
+        http_problem_err(req, rc, "no such alert");
         return;
     }
-    json_t *o = alerting_alert_json(db, req->auth.tenant, st);
     const char *task = json_string_value(json_object_get(o, "task_id"));
     json_t *t = NULL;
-    if (task && task_json(db, req->auth.tenant, task, &t) == ERR_OK)
+    if (task && (rc = task_json(db, req->auth.tenant, task, &t)) == ERR_OK)
         json_object_del(t, "alerts");
+    if (rc == ERR_NOT_FOUND)
+        rc = ERR_OK;
     json_object_set_new(o, "task", t ? t : json_null());
     json_t *issues = json_array();
     json_t *ids = json_object_get(o, "issue_ids");
@@ -364,10 +377,20 @@ void api_alerts_get(struct http_req *req)
     json_array_foreach(ids, i, e)
     {
         json_t *iss;
-        if (alerting_issue_json(db, req->auth.tenant, json_string_value(e), &iss) == ERR_OK)
+        enum err r = rc == ERR_OK
+                         ? alerting_issue_json(db, req->auth.tenant, json_string_value(e), &iss)
+                         : rc;
+        if (r == ERR_OK)
             json_array_append_new(issues, iss);
+        else if (r != ERR_NOT_FOUND)
+            rc = r;
     }
     json_object_set_new(o, "issues", issues);
+    if (rc != ERR_OK) {
+        json_decref(o);
+        http_problem_err(req, rc, NULL);
+        return;
+    }
     http_json(req, 200, o);
 }
 
@@ -392,14 +415,7 @@ static enum err resolve_run(struct db *db, void *arg)
     enum err rc = alert_resolve(db, c->tenant, c->id);
     if (rc != ERR_OK)
         return rc;
-    struct db_stmt *st =
-        db_stmt(db, "SELECT " ALERT_COLS " FROM alerts a WHERE a.tenant_id = ? AND a.id = ?");
-    db_bind_text(st, 1, c->tenant);
-    db_bind_text(st, 2, c->id);
-    if ((rc = db_next(st)) != ERR_OK)
-        return rc == ERR_DONE ? ERR_NOT_FOUND : rc;
-    c->answer = alerting_alert_json(db, c->tenant, st);
-    return ERR_OK;
+    return alert_load(db, c->tenant, c->id, &c->answer);
 }
 
 static void resolve_done(struct http_req *req)
@@ -613,93 +629,122 @@ void api_tasks_get(struct http_req *req)
     http_json(req, 200, o);
 }
 
-void api_tasks_list(struct http_req *req)
+static json_t *id_row(struct db_stmt *st)
 {
-    int limit;
-    const char *cursor;
-    if (!http_query_limit(req, &limit) || !alerting_cursor(req, "tsk", &cursor))
-        return;
-    struct db *db = http_reader(req);
-    if (!db)
-        return;
-    const char *conn = http_query(req, "connection"), *kind = http_query(req, "kind"),
-               *status = http_query(req, "status");
-    struct db_query q;
-    db_query_init(&q, "SELECT id FROM tasks WHERE tenant_id = ?");
-    db_query_arg(&q, req->auth.tenant);
-    db_query_where(&q, " AND connection = ?", conn);
-    db_query_where(&q, " AND kind = ?", kind);
-    db_query_where(&q, " AND status = ?", status);
-    db_query_where(&q, " AND id < ?", cursor);
-    struct db_stmt *st = db_query_stmt(db, &q, " ORDER BY id DESC LIMIT ?", limit + 1);
-    json_t *ids = json_array();
-    enum err rc;
-    while ((rc = db_next(st)) == ERR_OK)
-        json_array_append_new(ids, json_string(db_col_text(st, 0)));
-    json_t *arr = json_array();
-    size_t i;
-    json_t *e;
-    json_array_foreach(ids, i, e)
-    {
-        json_t *t;
-        if (task_json(db, req->auth.tenant, json_string_value(e), &t) == ERR_OK)
-            json_array_append_new(arr, t);
-    }
-    json_decref(ids);
-    alerting_list_answer(req, arr, limit, rc);
+    return json_pack("{s:s}", "id", db_col_text(st, 0));
 }
+
+/* Replaces the id-only item with the whole task; ERR_DONE when it went away. */
+static enum err task_expand(struct db *db, struct list_ctx *c, json_t *item)
+{
+    json_t *t;
+    enum err rc = task_json(db, c->tenant, json_string_value(json_object_get(item, "id")), &t);
+    if (rc != ERR_OK)
+        return rc == ERR_NOT_FOUND ? ERR_DONE : rc;
+    json_object_update(item, t);
+    json_decref(t);
+    return ERR_OK;
+}
+
+static const struct list_param task_params[] = {
+    LIST_TEXT("connection", " AND connection = ?"),
+    LIST_TEXT("kind", " AND kind = ?"),
+    LIST_ENUM("status", " AND status = ?", task_statuses),
+    LIST_END,
+};
+
+const struct list_spec api_tasks_list_spec = {
+    .name = "tasks",
+    .params = task_params,
+    .select = "SELECT id FROM tasks WHERE tenant_id = ?",
+    .binds = "T",
+    LIST_NEWEST_FIRST("id", 0),
+    .row = id_row,
+    .expand = task_expand,
+};
 
 /* --- console helpers ------------------------------------------------------------------ */
 
-void api_failure_types(struct http_req *req)
+static int cmp_failure(const void *a, const void *b)
 {
-    json_t *arr = json_array();
-    char cat[72];
-    for (const struct catalog_type *t = catalog_failures; t->name; t++) {
-        catalog_entity(t->name, cat, sizeof cat);
-        json_array_append_new(arr, json_pack("{s:s,s:s,s:s}", "name", t->name, "category", cat,
-                                             "description", t->description));
-    }
-    http_json(req, 200, json_pack("{s:o,s:n}", "data", arr, "next_cursor"));
+    return strcmp((*(const struct catalog_type *const *)a)->name,
+                  (*(const struct catalog_type *const *)b)->name);
 }
 
-void api_connections(struct http_req *req)
+/* The failure events of the catalog, by name. */
+static enum err failure_types_fetch(struct db *db, struct list_ctx *c)
 {
-    struct db *db = http_reader(req);
-    if (!db)
-        return;
-    struct db_stmt *st = db_stmt(
-        db, "SELECT connection, COUNT(*), MAX(created_at) FROM alerts WHERE tenant_id = ? AND "
-            "connection IS NOT NULL GROUP BY connection ORDER BY connection");
-    db_bind_text(st, 1, req->auth.tenant);
-    json_t *arr = json_array();
-    enum err rc;
-    while ((rc = db_next(st)) == ERR_OK) {
-        json_t *o = json_pack("{s:s,s:I}", "connection", db_col_text(st, 0), "alert_count",
-                              (json_int_t)db_col_int(st, 1));
-        json_set_time(o, "last_alert_at", db_col_int(st, 2));
-        json_array_append_new(arr, o);
+    (void)db;
+    size_t n = 0;
+    while (catalog_failures[n].name)
+        n++;
+    const struct catalog_type **sorted = xcalloc(n ? n : 1, sizeof *sorted);
+    for (size_t i = 0; i < n; i++)
+        sorted[i] = &catalog_failures[i];
+    qsort(sorted, n, sizeof *sorted, cmp_failure);
+    char cat[72];
+    size_t pushed = 0;
+    for (size_t i = 0; i < n && pushed <= (size_t)c->limit; i++) {
+        const struct catalog_type *t = sorted[i];
+        if (c->has_cursor && strcmp(t->name, c->key[0]) <= 0)
+            continue;
+        catalog_entity(t->name, cat, sizeof cat);
+        const char *key[] = {t->name};
+        list_push(c,
+                  json_pack("{s:s,s:s,s:s}", "name", t->name, "category", cat, "description",
+                            t->description),
+                  key);
+        pushed++;
     }
-    if (rc != ERR_DONE) {
-        json_decref(arr);
-        http_problem_err(req, rc, NULL);
-        return;
-    }
-    size_t i;
-    json_t *o;
-    json_array_foreach(arr, i, o)
-    {
-        st = db_stmt(db, "SELECT COUNT(DISTINCT i.id) FROM issues i JOIN issue_alerts ia ON "
-                         "ia.tenant_id = i.tenant_id AND ia.issue_id = i.id JOIN alerts a ON "
-                         "a.tenant_id = ia.tenant_id AND a.id = ia.alert_id WHERE i.tenant_id = ? "
-                         "AND i.status IN ('open', 'acknowledged') AND a.connection = ?");
-        db_bind_text(st, 1, req->auth.tenant);
-        db_bind_text(st, 2, json_string_value(json_object_get(o, "connection")));
-        json_object_set_new(o, "open_issue_count",
-                            json_integer(db_next(st) == ERR_OK ? db_col_int(st, 0) : 0));
-    }
-    http_json(req, 200, json_pack("{s:o,s:n}", "data", arr, "next_cursor"));
+    free(sorted);
+    return ERR_OK;
 }
+
+const struct list_spec api_failure_types_list_spec = {
+    .name = "failure-types",
+    .key_types = "s",
+    .fetch = failure_types_fetch,
+};
+
+static json_t *connection_row(struct db_stmt *st)
+{
+    json_t *o = json_pack("{s:s,s:I}", "connection", db_col_text(st, 0), "alert_count",
+                          (json_int_t)db_col_int(st, 1));
+    json_set_time(o, "last_alert_at", db_col_int(st, 2));
+    return o;
+}
+
+static enum err connection_expand(struct db *db, struct list_ctx *c, json_t *item)
+{
+    struct db_stmt *st =
+        db_stmt(db, "SELECT COUNT(DISTINCT i.id) FROM issues i JOIN issue_alerts ia ON "
+                    "ia.tenant_id = i.tenant_id AND ia.issue_id = i.id JOIN alerts a ON "
+                    "a.tenant_id = ia.tenant_id AND a.id = ia.alert_id WHERE i.tenant_id = ? "
+                    "AND i.status IN ('open', 'acknowledged') AND a.connection = ?");
+    db_bind_text(st, 1, c->tenant);
+    db_bind_text(st, 2, json_string_value(json_object_get(item, "connection")));
+    enum err rc = db_next(st);
+    if (rc != ERR_OK)
+        return rc == ERR_DONE ? ERR_STORAGE : rc; /* COUNT always answers one row */
+    json_object_set_new(item, "open_issue_count", json_integer(db_col_int(st, 0)));
+    db_release(db);
+    return ERR_OK;
+}
+
+/* Connections seen in the tenant's alerts, by name. */
+const struct list_spec api_connections_list_spec = {
+    .name = "connections",
+    .select = "SELECT connection, COUNT(*), MAX(created_at) FROM alerts WHERE tenant_id = ? AND "
+              "connection IS NOT NULL",
+    .binds = "T",
+    .after = " AND connection > ?",
+    .after_parts = "0",
+    .order = " GROUP BY connection ORDER BY connection",
+    .key_cols = {0},
+    .key_types = "s",
+    .row = connection_row,
+    .expand = connection_expand,
+};
 
 /* Adds the counts of one grouped query to buckets (an object keyed by bucket start). */
 static enum err stats_fill(struct db *db, const char *sql, const char *tenant, int64_t from,
@@ -791,8 +836,13 @@ void api_stats(struct http_req *req)
         db, "SELECT MIN(created_at) FROM deliveries WHERE tenant_id = ? AND state IN ('waiting', "
             "'held', 'pending', 'in_flight')");
     db_bind_text(st, 1, req->auth.tenant);
-    if (db_next(st) == ERR_OK && !db_col_null(st, 0))
+    if ((rc = db_next(st)) == ERR_OK && !db_col_null(st, 0))
         oldest = db_col_int(st, 0);
+    if (rc != ERR_OK) { /* MIN always answers one row */
+        json_decref(arr);
+        http_problem_err(req, rc == ERR_DONE ? ERR_STORAGE : rc, NULL);
+        return;
+    }
     json_t *o = json_pack("{s:o}", "buckets", arr);
     json_set_time(o, "oldest_pending_at", oldest);
     http_json(req, 200, o);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "api/api.h"
+#include "api/list.h"
 #include "core/metrics.h"
 #include "core/timeutil.h"
 #include "core/xalloc.h"
@@ -35,35 +36,58 @@ void api_events_register_metrics(void)
 
 /* --- event types --------------------------------------------------------------------- */
 
-void api_event_types_list(struct http_req *req)
+static int cmp_by_name(const void *a, const void *b)
 {
-    json_t *arr = json_array();
+    return strcmp(json_string_value(json_object_get(*(json_t *const *)a, "name")),
+                  json_string_value(json_object_get(*(json_t *const *)b, "name")));
+}
+
+/* The built-in catalog and the tenant's own types, by name. */
+static enum err event_types_fetch(struct db *db, struct list_ctx *c)
+{
+    const char *after = c->has_cursor ? c->key[0] : "";
+    size_t n = 0, cap = 64;
+    json_t **all = xcalloc(cap, sizeof *all);
     char entity[72];
     for (const struct catalog_type *t = catalog_builtin; t->name; t++) {
+        if (strcmp(t->name, after) <= 0)
+            continue;
+        if (n == cap)
+            all = xrealloc(all, (cap *= 2) * sizeof *all);
         catalog_entity(t->name, entity, sizeof entity);
-        json_array_append_new(arr, json_pack("{s:s,s:s,s:s,s:b}", "name", t->name, "entity", entity,
-                                             "description", t->description, "builtin", 1));
-    }
-    struct db *db = http_reader(req);
-    if (!db) {
-        json_decref(arr);
-        return;
+        all[n++] = json_pack("{s:s,s:s,s:s,s:b}", "name", t->name, "entity", entity, "description",
+                             t->description, "builtin", 1);
     }
     struct db_stmt *st = db_stmt(db, "SELECT name, entity, description FROM event_types "
-                                     "WHERE tenant_id = ? ORDER BY name");
-    db_bind_text(st, 1, req->auth.tenant);
+                                     "WHERE tenant_id = ? AND name > ? ORDER BY name LIMIT ?");
+    db_bind_text(st, 1, c->tenant);
+    db_bind_text(st, 2, after);
+    db_bind_int(st, 3, c->limit + 1);
     enum err rc;
-    while ((rc = db_next(st)) == ERR_OK)
-        json_array_append_new(arr, json_pack("{s:s,s:s,s:s,s:b}", "name", db_col_text(st, 0),
-                                             "entity", db_col_text(st, 1), "description",
-                                             db_col_text(st, 2), "builtin", 0));
-    if (rc != ERR_DONE) {
-        json_decref(arr);
-        http_problem_err(req, rc, NULL);
-        return;
+    while ((rc = db_next(st)) == ERR_OK) {
+        if (n == cap)
+            all = xrealloc(all, (cap *= 2) * sizeof *all);
+        all[n++] = json_pack("{s:s,s:s,s:s,s:b}", "name", db_col_text(st, 0), "entity",
+                             db_col_text(st, 1), "description", db_col_text(st, 2), "builtin", 0);
     }
-    http_json(req, 200, json_pack("{s:o,s:n}", "data", arr, "next_cursor"));
+    qsort(all, n, sizeof *all, cmp_by_name);
+    for (size_t i = 0; i < n; i++) {
+        if (rc == ERR_DONE && i <= (size_t)c->limit) {
+            const char *key[] = {json_string_value(json_object_get(all[i], "name"))};
+            list_push(c, all[i], key);
+        } else {
+            json_decref(all[i]);
+        }
+    }
+    free(all);
+    return rc == ERR_DONE ? ERR_OK : rc;
 }
+
+const struct list_spec api_event_types_list_spec = {
+    .name = "event-types",
+    .key_types = "s",
+    .fetch = event_types_fetch,
+};
 
 struct type_ctx {
     char tenant[72];
@@ -344,37 +368,22 @@ fail:
     json_decref(body);
 }
 
-void api_events_list(struct http_req *req)
-{
-    struct event_filter f = {.from = -1, .to = -1};
-    if (!http_query_limit(req, &f.limit) || !http_query_time(req, "from", &f.from) ||
-        !http_query_time(req, "to", &f.to))
-        return;
-    f.type = http_query(req, "type");
-    f.entity_id = http_query(req, "entity_id");
-    f.cursor = http_query(req, "cursor");
-    int64_t t;
-    if (f.cursor && (strncmp(f.cursor, "evt_", 4) != 0 || id_time(f.cursor, &t) != ERR_OK)) {
-        json_t *e = json_pack("[{s:s,s:s}]", "field", "cursor", "message",
-                              "is not a cursor this server returned");
-        http_problem(req, 400, "cursor is not a cursor this server returned", e);
-        return;
-    }
-    struct db *db = http_reader(req);
-    if (!db)
-        return;
-    json_t *arr;
-    char *next;
-    enum err rc = store_events_list(db, req->auth.tenant, &f, &arr, &next);
-    if (rc != ERR_OK) {
-        http_problem_err(req, rc, NULL);
-        return;
-    }
-    json_t *o = json_pack("{s:o}", "data", arr);
-    json_set_str(o, "next_cursor", next);
-    free(next);
-    http_json(req, 200, o);
-}
+static const struct list_param event_params[] = {
+    LIST_TEXT("type", " AND type = ?"),
+    LIST_TEXT("entity_id", " AND entity_id = ?"),
+    LIST_FROM_ID("id", "evt"),
+    LIST_TO_ID("id", "evt"),
+    LIST_END,
+};
+
+const struct list_spec api_events_list_spec = {
+    .name = "events",
+    .params = event_params,
+    .select = "SELECT " STORE_EVENT_COLS " FROM events WHERE tenant_id = ?",
+    .binds = "T",
+    LIST_NEWEST_FIRST("id", 0),
+    .row = store_event_row,
+};
 
 void api_events_get(struct http_req *req)
 {

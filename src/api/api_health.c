@@ -1,8 +1,7 @@
-/* Health, readiness, metrics and the console's entry page. HTTP threads. */
+/* Health, readiness and metrics. HTTP threads. */
 #include <string.h>
 
 #include "api/api.h"
-#include "core/embed.h"
 #include "core/metrics.h"
 #include "notify/notifier.h"
 #include "store/store.h"
@@ -20,7 +19,8 @@ void api_readyz(struct http_req *req)
         dbstate = "unreachable";
     } else {
         struct db_stmt *st = db_stmt(db, "SELECT 1");
-        if (db_next(st) != ERR_OK)
+        enum err rc = db_next(st);
+        if (rc != ERR_OK)
             dbstate = db_errmsg(db);
     }
     const struct config *cfg = api_config();
@@ -51,14 +51,4 @@ void api_metrics(struct http_req *req)
     metrics_render(&b);
     http_raw(req, 200, "text/plain; version=0.0.4; charset=utf-8", b.data ? b.data : "", b.len);
     buf_cleanup(&b);
-}
-
-void api_console(struct http_req *req)
-{
-    const struct embedded_file *f = embed_find("web/index.html");
-    if (!f) {
-        http_problem(req, 404, "the console is not built into this binary", NULL);
-        return;
-    }
-    http_raw(req, 200, "text/html; charset=utf-8", (const char *)f->data, f->len);
 }

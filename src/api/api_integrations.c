@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "api/api.h"
+#include "api/list.h"
 #include "core/buf.h"
 #include "core/timeutil.h"
 #include "core/xalloc.h"
@@ -59,8 +60,8 @@ static enum err integ_create_run(struct db *db, void *arg)
             routing_backfill(db, c->in.tenant, c->in.id, c->in.events,
                              !strcmp(c->in.ordering, "entity"), c->in.start_at, to, &c->backfilled);
     }
-    if (rc == ERR_OK)
-        c->answer = integration_to_json(db, &c->in);
+    if (rc == ERR_OK && !(c->answer = integration_to_json(db, &c->in)))
+        rc = ERR_STORAGE;
     return rc;
 }
 
@@ -71,7 +72,8 @@ static enum err integ_patch_run(struct db *db, void *arg)
     if (rc == ERR_OK) {
         struct integration fresh;
         if ((rc = integration_load(db, c->in.tenant, c->in.id, &fresh)) == ERR_OK) {
-            c->answer = integration_to_json(db, &fresh);
+            if (!(c->answer = integration_to_json(db, &fresh)))
+                rc = ERR_STORAGE;
             integration_cleanup(&fresh);
         }
     }
@@ -101,6 +103,25 @@ static void integ_written(struct http_req *req)
     http_json(req, c->create ? 201 : 200, o);
 }
 
+/* The target field an S3 error code points at, so a form can show it by that field. */
+static const char *s3_error_field(const char *code)
+{
+    static const struct {
+        const char *code, *field;
+    } map[] = {
+        {"SignatureDoesNotMatch", "target.secret_access_key"},
+        {"InvalidAccessKeyId", "target.access_key_id"},
+        {"NoSuchBucket", "target.bucket"},
+        {"InvalidBucketName", "target.bucket"},
+        {"AuthorizationHeaderMalformed", "target.region"},
+        {"PermanentRedirect", "target.region"},
+    };
+    for (size_t i = 0; code && i < sizeof map / sizeof map[0]; i++)
+        if (!strcmp(code, map[i].code))
+            return map[i].field;
+    return "target";
+}
+
 /* On its own thread (http_defer_blocking): the target's test with the new target (for S3,
  * the probe object), before anything is written. */
 static void integ_verify(void *arg)
@@ -123,7 +144,9 @@ static void integ_verified(struct http_req *req)
         char d[900];
         snprintf(d, sizeof d, "the probe object could not be put: %s",
                  json_string_value(json_object_get(r, "error")));
-        json_t *e = json_pack("[{s:s,s:s}]", "field", "target", "message", d);
+        json_t *e =
+            json_pack("[{s:s,s:s}]", "field",
+                      s3_error_field(json_string_value(json_object_get(r, "code"))), "message", d);
         json_t *first = json_array_get(e, 0);
         json_object_set(first, "code", json_object_get(r, "code"));
         json_object_set(first, "s3_message", json_object_get(r, "message"));
@@ -195,48 +218,57 @@ void api_integrations_get(struct http_req *req)
     struct integration in;
     if (!db || !load_path_integration(req, db, &in))
         return;
-    http_json(req, 200, integration_to_json(db, &in));
+    json_t *o = integration_to_json(db, &in);
     integration_cleanup(&in);
+    if (o)
+        http_json(req, 200, o);
+    else
+        http_problem_err(req, ERR_STORAGE, NULL);
 }
 
-void api_integrations_list(struct http_req *req)
+static json_t *integration_id_row(struct db_stmt *st)
 {
-    const char *state = http_query(req, "state");
-    if (state && strcmp(state, "active") && strcmp(state, "paused") && strcmp(state, "stopped")) {
-        json_t *e = json_pack("[{s:s,s:s}]", "field", "state", "message",
-                              "must be active, paused or stopped");
-        http_problem(req, 400, "state must be active, paused or stopped", e);
-        return;
-    }
-    struct db *db = http_reader(req);
-    if (!db)
-        return;
-    struct db_stmt *st =
-        state ? db_stmt(db, "SELECT id FROM integrations WHERE tenant_id = ? AND state = ? "
-                            "ORDER BY created_at DESC, id")
-              : db_stmt(db, "SELECT id FROM integrations WHERE tenant_id = ? ORDER BY "
-                            "created_at DESC, id");
-    db_bind_text(st, 1, req->auth.tenant);
-    if (state)
-        db_bind_text(st, 2, state);
-    json_t *ids = json_array();
-    while (db_next(st) == ERR_OK)
-        json_array_append_new(ids, json_string(db_col_text(st, 0)));
-    db_release(db);
-    json_t *arr = json_array();
-    size_t i;
-    json_t *id;
-    json_array_foreach(ids, i, id)
-    {
-        struct integration in;
-        if (integration_load(db, req->auth.tenant, json_string_value(id), &in) != ERR_OK)
-            continue;
-        json_array_append_new(arr, integration_to_json(db, &in));
-        integration_cleanup(&in);
-    }
-    json_decref(ids);
-    http_json(req, 200, json_pack("{s:o,s:n}", "data", arr, "next_cursor"));
+    return json_pack("{s:s}", "id", db_col_text(st, 0));
 }
+
+/* Replaces the id-only item with the whole integration; ERR_DONE when it went away. */
+static enum err integration_expand(struct db *db, struct list_ctx *c, json_t *item)
+{
+    struct integration in;
+    enum err rc =
+        integration_load(db, c->tenant, json_string_value(json_object_get(item, "id")), &in);
+    if (rc != ERR_OK)
+        return rc == ERR_NOT_FOUND ? ERR_DONE : rc;
+    json_t *o = integration_to_json(db, &in);
+    integration_cleanup(&in);
+    if (!o)
+        return ERR_STORAGE;
+    json_object_clear(item);
+    json_object_update(item, o);
+    json_decref(o);
+    return ERR_OK;
+}
+
+static const char *const integration_states[] = {"active", "paused", "stopped", NULL};
+
+static const struct list_param integration_params[] = {
+    LIST_ENUM("state", " AND state = ?", integration_states),
+    LIST_END,
+};
+
+const struct list_spec api_integrations_list_spec = {
+    .name = "integrations",
+    .params = integration_params,
+    .select = "SELECT id, created_at FROM integrations WHERE tenant_id = ?",
+    .binds = "T",
+    .after = " AND (created_at < ? OR (created_at = ? AND id > ?))",
+    .after_parts = "001",
+    .order = " ORDER BY created_at DESC, id",
+    .key_cols = {1, 0},
+    .key_types = "is",
+    .row = integration_id_row,
+    .expand = integration_expand,
+};
 
 /* --- pause / resume / delete --------------------------------------------------------- */
 
@@ -480,6 +512,17 @@ void api_integrations_test(struct http_req *req)
 
 /* --- audit views --------------------------------------------------------------------- */
 
+/* The lists under /v1/integrations/{id}/: 404 unless the integration exists. */
+static enum err integration_parent(struct db *db, struct list_ctx *c)
+{
+    struct integration in;
+    enum err rc = integration_load(db, c->tenant, http_param(c->req, 0), &in);
+    if (rc != ERR_OK)
+        return list_fail(c, rc, "no such integration");
+    integration_cleanup(&in);
+    return ERR_OK;
+}
+
 static const char *status_of_state(const char *state)
 {
     if (!strcmp(state, "succeeded"))
@@ -491,255 +534,313 @@ static const char *status_of_state(const char *state)
     return "pending";
 }
 
-void api_integrations_events(struct http_req *req)
+static json_t *delivery_row(struct db_stmt *st)
 {
-    int limit;
-    int64_t from = -1, to = -1;
-    if (!http_query_limit(req, &limit) || !http_query_time(req, "from", &from) ||
-        !http_query_time(req, "to", &to))
-        return;
-    const char *status = http_query(req, "status"), *entity = http_query(req, "entity_id");
-    const char *cursor = http_query(req, "cursor");
-    const char *states = NULL;
-    if (status) {
-        if (!strcmp(status, "success"))
-            states = "('succeeded')";
-        else if (!strcmp(status, "failure"))
-            states = "('failed')";
-        else if (!strcmp(status, "rejected"))
-            states = "('rejected')";
-        else if (!strcmp(status, "skipped"))
-            states = "('skipped')";
-        else if (!strcmp(status, "pending"))
-            states = "('waiting', 'held', 'pending', 'in_flight')";
-        else {
-            json_t *e = json_pack("[{s:s,s:s}]", "field", "status", "message",
-                                  "must be success, failure, pending, rejected or skipped");
-            http_problem(req, 400, "status must be success, failure, pending, rejected or skipped",
-                         e);
-            return;
-        }
-    }
-    struct db *db = http_reader(req);
-    struct integration in;
-    if (!db || !load_path_integration(req, db, &in))
-        return;
-    integration_cleanup(&in);
-    struct db_query q;
-    db_query_init(&q, "SELECT d.event_id, e.type, e.entity_id, d.state, d.attempts, "
-                      "d.last_attempt_at, d.last_status, d.last_error, (SELECT b.object_key "
-                      "FROM s3_batches b WHERE b.tenant_id = d.tenant_id AND b.id = "
-                      "d.batch_id), d.id FROM deliveries d LEFT JOIN events e ON e.tenant_id = "
-                      "d.tenant_id AND e.id = d.event_id WHERE d.tenant_id = ? AND "
-                      "d.integration_id = ?");
-    db_query_arg(&q, req->auth.tenant);
-    db_query_arg(&q, http_param(req, 0));
-    db_query_where(&q, " AND e.entity_id = ?", entity);
-    if (states) /* a fixed list of literals, chosen by ?status= */
-        buf_printf(&q.sql, " AND d.state IN %s", states);
-    db_query_since(&q, "d.id", "dlv", from);
-    db_query_before(&q, "d.id", "dlv", to);
-    db_query_where(&q, " AND d.id < ?", cursor);
-    struct db_stmt *st = db_query_stmt(db, &q, " ORDER BY d.id DESC LIMIT ?", limit + 1);
-    json_t *arr = json_array(), *next = json_null();
-    enum err rc;
-    char last[ID_MAX] = "";
-    while ((rc = db_next(st)) == ERR_OK) {
-        if ((int)json_array_size(arr) == limit) {
-            json_decref(next);
-            next = json_string(last);
-            break;
-        }
-        json_t *o = json_pack("{s:s,s:s}", "event_id", db_col_text(st, 0), "delivery_id",
-                              db_col_text(st, 9));
-        json_set_str(o, "type", db_col_text(st, 1));
-        json_set_str(o, "entity_id", db_col_text(st, 2));
-        json_object_set_new(o, "status", json_string(status_of_state(db_col_text(st, 3))));
-        json_object_set_new(o, "state", json_string(db_col_text(st, 3)));
-        json_object_set_new(o, "attempts", json_integer(db_col_int(st, 4)));
-        json_set_time(o, "attempted_at", db_col_opt_int(st, 5));
-        json_object_set_new(o, "response_status",
-                            db_col_null(st, 6) ? json_null() : json_integer(db_col_int(st, 6)));
-        json_set_str(o, "error", db_col_text(st, 7));
-        json_set_str(o, "batch_key", db_col_text(st, 8));
-        snprintf(last, sizeof last, "%s", db_col_text(st, 9));
-        json_array_append_new(arr, o);
-    }
-    json_t *out = json_pack("{s:o,s:o}", "data", arr, "next_cursor", next);
-    http_json(req, 200, out);
+    json_t *o =
+        json_pack("{s:s,s:s}", "event_id", db_col_text(st, 0), "delivery_id", db_col_text(st, 9));
+    json_set_str(o, "type", db_col_text(st, 1));
+    json_set_str(o, "entity_id", db_col_text(st, 2));
+    json_object_set_new(o, "status", json_string(status_of_state(db_col_text(st, 3))));
+    json_object_set_new(o, "state", json_string(db_col_text(st, 3)));
+    json_object_set_new(o, "attempts", json_integer(db_col_int(st, 4)));
+    json_set_time(o, "attempted_at", db_col_opt_int(st, 5));
+    json_object_set_new(o, "response_status",
+                        db_col_null(st, 6) ? json_null() : json_integer(db_col_int(st, 6)));
+    json_set_str(o, "error", db_col_text(st, 7));
+    json_set_str(o, "batch_key", db_col_text(st, 8));
+    return o;
 }
 
-void api_integrations_attempts(struct http_req *req)
+static const char *const delivery_statuses[] = {"success",  "failure", "pending",
+                                                "rejected", "skipped", NULL};
+static const char *const delivery_status_sql[] = {
+    " AND d.state = 'succeeded'", " AND d.state = 'failed'",
+    " AND d.state IN ('waiting', 'held', 'pending', 'in_flight')", " AND d.state = 'rejected'",
+    " AND d.state = 'skipped'"};
+
+static const struct list_param delivery_params[] = {
+    LIST_TEXT("entity_id", " AND e.entity_id = ?"),
+    LIST_ENUM_SQL("status", delivery_statuses, delivery_status_sql),
+    LIST_FROM_ID("d.id", "dlv"),
+    LIST_TO_ID("d.id", "dlv"),
+    LIST_END,
+};
+
+const struct list_spec api_integration_events_list_spec = {
+    .name = "integration-events",
+    .params = delivery_params,
+    .parent = integration_parent,
+    .select = "SELECT d.event_id, e.type, e.entity_id, d.state, d.attempts, d.last_attempt_at, "
+              "d.last_status, d.last_error, (SELECT b.object_key FROM s3_batches b WHERE "
+              "b.tenant_id = d.tenant_id AND b.id = d.batch_id), d.id FROM deliveries d LEFT "
+              "JOIN events e ON e.tenant_id = d.tenant_id AND e.id = d.event_id WHERE "
+              "d.tenant_id = ? AND d.integration_id = ?",
+    .binds = "T0",
+    LIST_NEWEST_FIRST("d.id", 9),
+    .row = delivery_row,
+};
+
+/* 404 unless the integration exists and the event was routed to it. */
+static enum err attempts_parent(struct db *db, struct list_ctx *c)
 {
-    struct db *db = http_reader(req);
-    struct integration in;
-    if (!db || !load_path_integration(req, db, &in))
-        return;
-    integration_cleanup(&in);
-    /* A webhook delivery's own attempts; for S3, the upload attempts of its batch. */
-    struct db_stmt *st = db_stmt(
-        db, "SELECT a.attempt, a.started_at, a.duration_ms, a.status, a.error, a.response_body, "
-            "a.node_id, a.delivery_id FROM delivery_attempts a JOIN deliveries d ON d.tenant_id = "
-            "a.tenant_id AND d.id = a.delivery_id WHERE d.tenant_id = ? AND d.integration_id = ? "
-            "AND d.event_id = ? UNION ALL SELECT b.attempt, b.started_at, b.duration_ms, "
-            "b.status, b.error, NULL, b.node_id, d.id FROM s3_batch_attempts b JOIN deliveries d "
-            "ON d.tenant_id = b.tenant_id AND d.batch_id = b.batch_id WHERE d.tenant_id = ? AND "
-            "d.integration_id = ? AND d.event_id = ? ORDER BY 2, 1");
-    for (int i = 0; i < 2; i++) {
-        db_bind_text(st, 3 * i + 1, req->auth.tenant);
-        db_bind_text(st, 3 * i + 2, http_param(req, 0));
-        db_bind_text(st, 3 * i + 3, http_param(req, 1));
-    }
-    json_t *arr = json_array();
-    while (db_next(st) == ERR_OK) {
-        json_t *o = json_pack("{s:I}", "attempt", (json_int_t)db_col_int(st, 0));
-        json_set_time(o, "at", db_col_int(st, 1));
-        json_object_set_new(o, "duration_ms", json_integer(db_col_int(st, 2)));
-        json_object_set_new(o, "status",
-                            db_col_null(st, 3) ? json_null() : json_integer(db_col_int(st, 3)));
-        json_set_str(o, "error", db_col_text(st, 4));
-        json_set_str(o, "response_body", db_col_text(st, 5));
-        json_set_str(o, "node_id", db_col_text(st, 6));
-        json_set_str(o, "delivery_id", db_col_text(st, 7));
-        json_array_append_new(arr, o);
-    }
-    http_json(req, 200, json_pack("{s:o,s:n}", "data", arr, "next_cursor"));
+    enum err rc = integration_parent(db, c);
+    if (rc != ERR_OK)
+        return rc;
+    struct db_stmt *st = db_stmt(db, "SELECT 1 FROM deliveries WHERE tenant_id = ? AND "
+                                     "integration_id = ? AND event_id = ? LIMIT 1");
+    db_bind_text(st, 1, c->tenant);
+    db_bind_text(st, 2, http_param(c->req, 0));
+    db_bind_text(st, 3, http_param(c->req, 1));
+    rc = db_next(st);
+    db_release(db);
+    if (rc == ERR_OK)
+        return ERR_OK;
+    return list_fail(c, rc == ERR_DONE ? ERR_NOT_FOUND : rc,
+                     "the integration never had this event");
 }
 
-void api_integrations_rejected(struct http_req *req)
+static json_t *attempt_row(struct db_stmt *st)
 {
-    int limit;
-    int64_t from = -1, to = -1;
-    if (!http_query_limit(req, &limit) || !http_query_time(req, "from", &from) ||
-        !http_query_time(req, "to", &to))
-        return;
-    struct db *db = http_reader(req);
-    struct integration in;
-    if (!db || !load_path_integration(req, db, &in))
-        return;
-    integration_cleanup(&in);
-    struct db_stmt *st = db_stmt(
-        db, "SELECT d.event_id, e.type, e.entity_id, d.finished_at, d.last_status, d.last_error "
-            "FROM deliveries d LEFT JOIN events e ON e.tenant_id = d.tenant_id AND e.id = "
-            "d.event_id WHERE d.tenant_id = ? AND d.integration_id = ? AND d.state = 'rejected' "
-            "AND d.finished_at >= ? AND d.finished_at < ? ORDER BY d.finished_at DESC LIMIT ?");
-    db_bind_text(st, 1, req->auth.tenant);
-    db_bind_text(st, 2, http_param(req, 0));
-    db_bind_int(st, 3, from >= 0 ? from : 0);
-    db_bind_int(st, 4, to >= 0 ? to : INT64_MAX);
-    db_bind_int(st, 5, limit);
-    json_t *arr = json_array();
-    while (db_next(st) == ERR_OK) {
-        json_t *o = json_pack("{s:s}", "event_id", db_col_text(st, 0));
-        json_set_str(o, "type", db_col_text(st, 1));
-        json_set_str(o, "entity_id", db_col_text(st, 2));
-        json_set_time(o, "created_at", db_col_int(st, 3));
-        json_object_set_new(o, "response_status",
-                            db_col_null(st, 4) ? json_null() : json_integer(db_col_int(st, 4)));
-        char reason[300];
-        if (db_col_text(st, 5))
-            snprintf(reason, sizeof reason, "%s", db_col_text(st, 5));
-        else
-            snprintf(reason, sizeof reason, "the consumer answered HTTP %lld",
-                     (long long)db_col_int(st, 4));
-        json_object_set_new(o, "reason", json_string(reason));
-        json_array_append_new(arr, o);
-    }
-    http_json(req, 200, json_pack("{s:o,s:n}", "data", arr, "next_cursor"));
+    json_t *o = json_pack("{s:I}", "attempt", (json_int_t)db_col_int(st, 0));
+    json_set_time(o, "at", db_col_int(st, 1));
+    json_object_set_new(o, "duration_ms", json_integer(db_col_int(st, 2)));
+    json_object_set_new(o, "status",
+                        db_col_null(st, 3) ? json_null() : json_integer(db_col_int(st, 3)));
+    json_set_str(o, "error", db_col_text(st, 4));
+    json_set_str(o, "response_body", db_col_text(st, 5));
+    json_set_str(o, "node_id", db_col_text(st, 6));
+    json_set_str(o, "delivery_id", db_col_text(st, 7));
+    return o;
 }
 
-void api_integrations_logs(struct http_req *req)
+/* A webhook delivery's own attempts; for S3, the upload attempts of its batch. Oldest
+ * first: the story of one event. */
+const struct list_spec api_attempts_list_spec = {
+    .name = "attempts",
+    .parent = attempts_parent,
+    .select = "SELECT * FROM (SELECT a.attempt, a.started_at, a.duration_ms, a.status, a.error, "
+              "a.response_body, a.node_id, a.delivery_id FROM delivery_attempts a JOIN "
+              "deliveries d ON d.tenant_id = a.tenant_id AND d.id = a.delivery_id WHERE "
+              "d.tenant_id = ? AND d.integration_id = ? AND d.event_id = ? UNION ALL SELECT "
+              "b.attempt, b.started_at, b.duration_ms, b.status, b.error, NULL, b.node_id, d.id "
+              "FROM s3_batch_attempts b JOIN deliveries d ON d.tenant_id = b.tenant_id AND "
+              "d.batch_id = b.batch_id WHERE d.tenant_id = ? AND d.integration_id = ? AND "
+              "d.event_id = ?) x WHERE 1 = 1",
+    .binds = "T01T01",
+    .after = " AND (x.started_at > ? OR (x.started_at = ? AND (x.delivery_id > ? OR "
+             "(x.delivery_id = ? AND x.attempt > ?))))",
+    .after_parts = "00112",
+    .order = " ORDER BY x.started_at, x.delivery_id, x.attempt",
+    .key_cols = {1, 7, 0},
+    .key_types = "isi",
+    .row = attempt_row,
+};
+
+static json_t *rejected_row(struct db_stmt *st)
 {
-    struct db *db = http_reader(req);
-    struct integration in;
-    if (!db || !load_path_integration(req, db, &in))
-        return;
-    integration_cleanup(&in);
-    struct db_stmt *st = db_stmt(db, "SELECT action, reason, actor, created_at FROM "
-                                     "integration_logs WHERE tenant_id = ? AND integration_id = ? "
-                                     "ORDER BY id DESC LIMIT 1000");
-    db_bind_text(st, 1, req->auth.tenant);
-    db_bind_text(st, 2, http_param(req, 0));
-    json_t *arr = json_array();
-    while (db_next(st) == ERR_OK) {
-        json_t *o = json_pack("{s:s,s:s,s:s}", "action", db_col_text(st, 0), "reason",
-                              db_col_text(st, 1), "actor", db_col_text(st, 2));
-        json_set_time(o, "created_at", db_col_int(st, 3));
-        json_array_append_new(arr, o);
-    }
-    http_json(req, 200, json_pack("{s:o,s:n}", "data", arr, "next_cursor"));
+    json_t *o = json_pack("{s:s}", "event_id", db_col_text(st, 0));
+    json_set_str(o, "type", db_col_text(st, 1));
+    json_set_str(o, "entity_id", db_col_text(st, 2));
+    json_set_time(o, "created_at", db_col_int(st, 3));
+    json_object_set_new(o, "response_status",
+                        db_col_null(st, 4) ? json_null() : json_integer(db_col_int(st, 4)));
+    char reason[300];
+    if (db_col_text(st, 5))
+        snprintf(reason, sizeof reason, "%s", db_col_text(st, 5));
+    else
+        snprintf(reason, sizeof reason, "the consumer answered HTTP %lld",
+                 (long long)db_col_int(st, 4));
+    json_object_set_new(o, "reason", json_string(reason));
+    return o;
 }
+
+static const struct list_param rejected_params[] = {
+    LIST_FROM_MS("d.finished_at"),
+    LIST_TO_MS("d.finished_at"),
+    LIST_END,
+};
+
+/* Newest rejection first. */
+const struct list_spec api_rejected_list_spec = {
+    .name = "rejected-events",
+    .params = rejected_params,
+    .parent = integration_parent,
+    .select = "SELECT d.event_id, e.type, e.entity_id, d.finished_at, d.last_status, "
+              "d.last_error, d.id FROM deliveries d LEFT JOIN events e ON e.tenant_id = "
+              "d.tenant_id AND e.id = d.event_id WHERE d.tenant_id = ? AND d.integration_id = ? "
+              "AND d.state = 'rejected'",
+    .binds = "T0",
+    .after = " AND (d.finished_at < ? OR (d.finished_at = ? AND d.id < ?))",
+    .after_parts = "001",
+    .order = " ORDER BY d.finished_at DESC, d.id DESC",
+    .key_cols = {3, 6},
+    .key_types = "is",
+    .row = rejected_row,
+};
+
+static json_t *log_row(struct db_stmt *st)
+{
+    json_t *o = json_pack("{s:s,s:s,s:s}", "action", db_col_text(st, 0), "reason",
+                          db_col_text(st, 1), "actor", db_col_text(st, 2));
+    json_set_time(o, "created_at", db_col_int(st, 3));
+    return o;
+}
+
+static const struct list_param log_params[] = {
+    LIST_FROM_ID("l.id", "log"),
+    LIST_TO_ID("l.id", "log"),
+    LIST_END,
+};
+
+const struct list_spec api_logs_list_spec = {
+    .name = "logs",
+    .params = log_params,
+    .parent = integration_parent,
+    /* The current incarnation's rows: an integration deleted and created again with the
+     * same id starts a new log. */
+    .select = "SELECT l.action, l.reason, l.actor, l.created_at, l.id FROM integration_logs l "
+              "JOIN integrations i ON i.tenant_id = l.tenant_id AND i.id = l.integration_id "
+              "AND i.incarnation = l.incarnation WHERE l.tenant_id = ? AND l.integration_id = ?",
+    .binds = "T0",
+    LIST_NEWEST_FIRST("l.id", 4),
+    .row = log_row,
+};
 
 /* --- redeliver ----------------------------------------------------------------------- */
+
+#define REDELIVER_MAX 10000 /* events one redeliver by status may queue */
 
 struct redeliver_ctx {
     char tenant[72];
     char id[72];
-    json_t *event_ids; /* or NULL: select by status/time */
+    json_t *requested; /* event_ids as given, or NULL: select by status/time */
+    json_t *event_ids; /* the same, in publish order */
     const char *state;
     int64_t from, to;
-    int64_t queued;
+    int64_t queued, not_selected;
+    /* why the job refused: the field at fault and what is wrong with it */
+    char field[40];
+    char problem[200];
 };
 
 static void redeliver_ctx_free(void *p)
 {
     struct redeliver_ctx *c = p;
+    json_decref(c->requested);
     json_decref(c->event_ids);
     free(c);
 }
 
+/* The ids redeliver by status picks: the integration's own finished deliveries in that
+ * state and window, in publish order. More than REDELIVER_MAX is refused, not cut. */
+static enum err redeliver_select(struct db *db, struct redeliver_ctx *c, json_t *ids)
+{
+    struct db_stmt *st = db_stmt(db, "SELECT DISTINCT event_id FROM deliveries WHERE "
+                                     "tenant_id = ? AND integration_id = ? AND state = ? AND "
+                                     "finished_at >= ? AND finished_at < ? ORDER BY event_id "
+                                     "LIMIT ?");
+    db_bind_text(st, 1, c->tenant);
+    db_bind_text(st, 2, c->id);
+    db_bind_text(st, 3, c->state);
+    db_bind_int(st, 4, c->from >= 0 ? c->from : 0);
+    db_bind_int(st, 5, c->to >= 0 ? c->to : INT64_MAX);
+    db_bind_int(st, 6, REDELIVER_MAX + 1);
+    enum err rc;
+    while ((rc = db_next(st)) == ERR_OK)
+        json_array_append_new(ids, json_string(db_col_text(st, 0)));
+    db_release(db);
+    if (rc != ERR_DONE)
+        return rc;
+    if (json_array_size(ids) > REDELIVER_MAX) {
+        snprintf(c->field, sizeof c->field, "from");
+        snprintf(c->problem, sizeof c->problem,
+                 "more than %d events match; give a narrower from/to", REDELIVER_MAX);
+        return ERR_INVALID;
+    }
+    return ERR_OK;
+}
+
+/* Names event id e of the request in c->field ("event_ids[i]"). */
+static void redeliver_blame(struct redeliver_ctx *c, const char *e, const char *why)
+{
+    size_t i;
+    json_t *x;
+    json_array_foreach(c->requested, i, x)
+    {
+        if (!strcmp(json_string_value(x), e))
+            break;
+    }
+    snprintf(c->field, sizeof c->field, "event_ids[%zu]", i);
+    snprintf(c->problem, sizeof c->problem, "%.40s %s", e, why);
+}
+
+/* Validates like routing does, then queues: a stopped integration takes nothing (409); an
+ * event_ids entry the integration does not select (its events, start and end) or that does
+ * not exist is refused with nothing queued (422); a redeliver by status queues only what
+ * the integration selects and counts the rest. One job: all or nothing. */
 static enum err redeliver_run(struct db *db, void *arg)
 {
     struct redeliver_ctx *c = arg;
+    c->queued = c->not_selected = 0;
     struct integration in;
     enum err rc = integration_load(db, c->tenant, c->id, &in);
     if (rc != ERR_OK)
         return rc;
-    bool paused = !strcmp(in.state, "paused"), order = !strcmp(in.ordering, "entity");
+    bool stopped = !strcmp(in.state, "stopped"), paused = !strcmp(in.state, "paused");
+    bool order = !strcmp(in.ordering, "entity");
+    int64_t start_at = in.start_at, end_at = in.end_at;
+    json_t *patterns = json_loads(in.events, 0, NULL);
     integration_cleanup(&in);
+    if (!patterns)
+        return ERR_INTERNAL;
     json_t *ids = c->event_ids ? json_incref(c->event_ids) : json_array();
-    if (!c->event_ids) {
-        struct db_stmt *st = db_stmt(db, "SELECT DISTINCT event_id FROM deliveries WHERE "
-                                         "tenant_id = ? AND integration_id = ? AND state = ? AND "
-                                         "finished_at >= ? AND finished_at < ? LIMIT 10000");
-        db_bind_text(st, 1, c->tenant);
-        db_bind_text(st, 2, c->id);
-        db_bind_text(st, 3, c->state);
-        db_bind_int(st, 4, c->from >= 0 ? c->from : 0);
-        db_bind_int(st, 5, c->to >= 0 ? c->to : INT64_MAX);
-        while ((rc = db_next(st)) == ERR_OK)
-            json_array_append_new(ids, json_string(db_col_text(st, 0)));
-        if (rc != ERR_DONE) {
-            json_decref(ids);
-            return rc;
-        }
-        db_release(db);
+    if (stopped) {
+        snprintf(c->problem, sizeof c->problem,
+                 "the integration is stopped (past its end date): it takes no events");
+        rc = ERR_CONFLICT;
+    } else if (!c->event_ids) {
+        rc = redeliver_select(db, c, ids);
     }
-    json_t *ids_sorted = ids; /* event ids are time-ordered: redeliver in publish order */
     size_t i;
     json_t *e;
-    rc = ERR_OK;
-    json_array_foreach(ids_sorted, i, e)
+    json_array_foreach(ids, i, e)
     {
-        struct db_stmt *st =
-            db_stmt(db, "SELECT entity, entity_id FROM events WHERE tenant_id = ? AND id = ?");
-        db_bind_text(st, 1, c->tenant);
-        db_bind_text(st, 2, json_string_value(e));
-        if ((rc = db_next(st)) != ERR_OK) {
-            rc = rc == ERR_DONE ? ERR_INVALID : rc;
-            break;
-        }
-        char entity[72], *entity_id = xstrdup(db_col_text(st, 1));
-        snprintf(entity, sizeof entity, "%s", db_col_text(st, 0));
-        db_release(db);
-        rc = deliveries_insert(db, c->tenant, c->id, paused, order, json_string_value(e), entity,
-                               entity_id, time_now_ms());
-        free(entity_id);
         if (rc != ERR_OK)
             break;
-        c->queued++;
+        const char *eid = json_string_value(e);
+        struct db_stmt *st = db_stmt(db, "SELECT type, entity, entity_id, published_at FROM "
+                                         "events WHERE tenant_id = ? AND id = ?");
+        db_bind_text(st, 1, c->tenant);
+        db_bind_text(st, 2, eid);
+        if ((rc = db_next(st)) != ERR_OK) {
+            if (rc == ERR_DONE) {
+                redeliver_blame(c, eid, "does not exist (or was purged)");
+                rc = ERR_INVALID;
+            }
+            break;
+        }
+        bool selected = integration_selects(patterns, start_at, end_at, db_col_text(st, 0),
+                                            db_col_text(st, 1), db_col_int(st, 3));
+        char entity[72], *entity_id = xstrdup(db_col_text(st, 2));
+        snprintf(entity, sizeof entity, "%s", db_col_text(st, 1));
+        db_release(db);
+        if (selected)
+            rc = deliveries_insert(db, c->tenant, c->id, paused, order, eid, entity, entity_id,
+                                   time_now_ms());
+        free(entity_id);
+        if (selected && rc == ERR_OK) {
+            c->queued++;
+        } else if (!selected && c->event_ids) {
+            redeliver_blame(c, eid,
+                            "is not selected by this integration (its events, start_at and "
+                            "end_at), so it is not sent");
+            rc = ERR_INVALID;
+        } else if (!selected) {
+            c->not_selected++;
+        }
     }
     json_decref(ids);
+    json_decref(patterns);
     return rc;
 }
 
@@ -747,8 +848,14 @@ static void redelivered(struct http_req *req)
 {
     struct redeliver_ctx *c = req->ctx;
     if (req->job.rc == ERR_INVALID) {
-        http_problem(req, 422, "event_ids names an event that does not exist (or was purged)",
-                     NULL);
+        json_t *e = json_pack("[{s:s,s:s}]", "field", c->field, "message", c->problem);
+        char d[300];
+        snprintf(d, sizeof d, "%s: %s", c->field, c->problem);
+        http_problem(req, 422, d, e);
+        return;
+    }
+    if (req->job.rc == ERR_CONFLICT) {
+        http_problem(req, 409, c->problem, NULL);
         return;
     }
     if (req->job.rc != ERR_OK) {
@@ -756,7 +863,9 @@ static void redelivered(struct http_req *req)
                          req->job.rc == ERR_NOT_FOUND ? "no such integration" : NULL);
         return;
     }
-    http_json(req, 202, json_pack("{s:I}", "queued", (json_int_t)c->queued));
+    http_json(req, 202,
+              json_pack("{s:I,s:I}", "queued", (json_int_t)c->queued, "not_selected",
+                        (json_int_t)c->not_selected));
 }
 
 static int cmp_json_str(const void *a, const void *b)
@@ -800,6 +909,7 @@ void api_integrations_redeliver(struct http_req *req)
                     json_array_append(sorted, e);
                 }
             }
+            c->requested = json_incref(sorted);
             size_t n = json_array_size(sorted);
             json_t **items = xcalloc(n ? n : 1, sizeof *items);
             for (size_t k = 0; k < n; k++)

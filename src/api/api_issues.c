@@ -11,6 +11,7 @@
 #include "alert/policies.h"
 #include "api/api.h"
 #include "api/api_alerting.h"
+#include "api/list.h"
 #include "core/timeutil.h"
 #include "core/xalloc.h"
 #include "notify/notifier.h"
@@ -73,8 +74,8 @@ static enum err pol_write_run(struct db *db, void *arg)
 {
     struct pol_ctx *c = arg;
     enum err rc = policy_store(db, &c->p, c->update);
-    if (rc == ERR_OK)
-        c->answer = policy_to_json(db, &c->p);
+    if (rc == ERR_OK && !(c->answer = policy_to_json(db, &c->p)))
+        rc = ERR_STORAGE;
     return rc;
 }
 
@@ -157,42 +158,43 @@ void api_policies_get(struct http_req *req)
         http_problem_err(req, rc, rc == ERR_NOT_FOUND ? "no such alert policy" : NULL);
         return;
     }
-    http_json(req, 200, policy_to_json(db, &p));
+    json_t *o = policy_to_json(db, &p);
     policy_cleanup(&p);
+    if (o)
+        http_json(req, 200, o);
+    else
+        http_problem_err(req, ERR_STORAGE, NULL);
 }
 
-void api_policies_list(struct http_req *req)
+static json_t *id_row(struct db_stmt *st)
 {
-    int limit;
-    const char *cursor;
-    if (!http_query_limit(req, &limit) || !alerting_cursor(req, "pol", &cursor))
-        return;
-    struct db *db = http_reader(req);
-    if (!db)
-        return;
-    struct db_query q;
-    db_query_init(&q, "SELECT id FROM alert_policies WHERE tenant_id = ?");
-    db_query_arg(&q, req->auth.tenant);
-    db_query_where(&q, " AND id < ?", cursor);
-    struct db_stmt *st = db_query_stmt(db, &q, " ORDER BY id DESC LIMIT ?", limit + 1);
-    json_t *ids = json_array();
-    enum err rc;
-    while ((rc = db_next(st)) == ERR_OK)
-        json_array_append_new(ids, json_string(db_col_text(st, 0)));
-    json_t *arr = json_array();
-    size_t i;
-    json_t *e;
-    json_array_foreach(ids, i, e)
-    {
-        struct policy p;
-        if (policy_load(db, req->auth.tenant, json_string_value(e), &p) == ERR_OK) {
-            json_array_append_new(arr, policy_to_json(db, &p));
-            policy_cleanup(&p);
-        }
-    }
-    json_decref(ids);
-    alerting_list_answer(req, arr, limit, rc);
+    return json_pack("{s:s}", "id", db_col_text(st, 0));
 }
+
+/* Replaces the id-only item with the whole policy; ERR_DONE when it went away. */
+static enum err policy_expand(struct db *db, struct list_ctx *c, json_t *item)
+{
+    struct policy p;
+    enum err rc = policy_load(db, c->tenant, json_string_value(json_object_get(item, "id")), &p);
+    if (rc != ERR_OK)
+        return rc == ERR_NOT_FOUND ? ERR_DONE : rc;
+    json_t *o = policy_to_json(db, &p);
+    policy_cleanup(&p);
+    if (!o)
+        return ERR_STORAGE;
+    json_object_update(item, o);
+    json_decref(o);
+    return ERR_OK;
+}
+
+const struct list_spec api_policies_list_spec = {
+    .name = "policies",
+    .select = "SELECT id FROM alert_policies WHERE tenant_id = ?",
+    .binds = "T",
+    LIST_NEWEST_FIRST("id", 0),
+    .row = id_row,
+    .expand = policy_expand,
+};
 
 struct del_ctx {
     char tenant[72];
@@ -321,38 +323,28 @@ void api_channels_get(struct http_req *req)
     channel_cleanup(&c);
 }
 
-void api_channels_list(struct http_req *req)
+/* Replaces the id-only item with the whole channel; ERR_DONE when it went away. */
+static enum err channel_expand(struct db *db, struct list_ctx *c, json_t *item)
 {
-    int limit;
-    const char *cursor;
-    if (!http_query_limit(req, &limit) || !alerting_cursor(req, "chn", &cursor))
-        return;
-    struct db *db = http_reader(req);
-    if (!db)
-        return;
-    struct db_query q;
-    db_query_init(&q, "SELECT id FROM notification_channels WHERE tenant_id = ?");
-    db_query_arg(&q, req->auth.tenant);
-    db_query_where(&q, " AND id < ?", cursor);
-    struct db_stmt *st = db_query_stmt(db, &q, " ORDER BY id DESC LIMIT ?", limit + 1);
-    json_t *ids = json_array();
-    enum err rc;
-    while ((rc = db_next(st)) == ERR_OK)
-        json_array_append_new(ids, json_string(db_col_text(st, 0)));
-    json_t *arr = json_array();
-    size_t i;
-    json_t *e;
-    json_array_foreach(ids, i, e)
-    {
-        struct channel c;
-        if (channel_load(db, req->auth.tenant, json_string_value(e), &c) == ERR_OK) {
-            json_array_append_new(arr, channel_to_json(&c));
-            channel_cleanup(&c);
-        }
-    }
-    json_decref(ids);
-    alerting_list_answer(req, arr, limit, rc);
+    struct channel ch;
+    enum err rc = channel_load(db, c->tenant, json_string_value(json_object_get(item, "id")), &ch);
+    if (rc != ERR_OK)
+        return rc == ERR_NOT_FOUND ? ERR_DONE : rc;
+    json_t *o = channel_to_json(&ch);
+    channel_cleanup(&ch);
+    json_object_update(item, o);
+    json_decref(o);
+    return ERR_OK;
 }
+
+const struct list_spec api_channels_list_spec = {
+    .name = "channels",
+    .select = "SELECT id FROM notification_channels WHERE tenant_id = ?",
+    .binds = "T",
+    LIST_NEWEST_FIRST("id", 0),
+    .row = id_row,
+    .expand = channel_expand,
+};
 
 static enum err chn_delete_run(struct db *db, void *arg)
 {
@@ -421,54 +413,41 @@ void api_channels_test(struct http_req *req)
     }
     struct db_stmt *st = db_stmt(db, "SELECT name FROM tenants WHERE id = ?");
     db_bind_text(st, 1, req->auth.tenant);
-    snprintf(t->tname, sizeof t->tname, "%s",
-             db_next(st) == ERR_OK ? db_col_text(st, 0) : req->auth.tenant);
+    if ((rc = db_next(st)) != ERR_OK && rc != ERR_DONE) {
+        chn_test_free(t);
+        http_problem_err(req, rc, NULL);
+        return;
+    }
+    snprintf(t->tname, sizeof t->tname, "%s", rc == ERR_OK ? db_col_text(st, 0) : req->auth.tenant);
     store_reader_release();
     http_defer_blocking(req, chn_test_send, chn_tested, t, chn_test_free);
 }
 
 /* --- issues --------------------------------------------------------------------------- */
 
-void api_issues_list(struct http_req *req)
-{
-    int limit;
-    int64_t from = -1, to = -1;
-    const char *cursor;
-    if (!http_query_limit(req, &limit) || !http_query_time(req, "from", &from) ||
-        !http_query_time(req, "to", &to) || !alerting_cursor(req, "iss", &cursor))
-        return;
-    const char *status = http_query(req, "status");
-    if (status && strcmp(status, "open") && strcmp(status, "acknowledged") &&
-        strcmp(status, "closed")) {
-        json_t *e = json_pack("[{s:s,s:s}]", "field", "status", "message",
-                              "must be open, acknowledged or closed");
-        http_problem(req, 400, "status must be open, acknowledged or closed", e);
-        return;
-    }
-    struct db *db = http_reader(req);
-    if (!db)
-        return;
-    const char *policy = http_query(req, "policy_id"), *conn = http_query(req, "connection");
-    struct db_query q;
-    db_query_init(&q, "SELECT " ISSUE_COLS " FROM issues i WHERE tenant_id = ?");
-    db_query_arg(&q, req->auth.tenant);
-    db_query_where(&q, " AND status = ?", status);
-    db_query_where(&q, " AND policy_id = ?", policy);
-    db_query_where(&q,
-                   " AND EXISTS (SELECT 1 FROM issue_alerts ia JOIN alerts a ON a.tenant_id = "
-                   "ia.tenant_id AND a.id = ia.alert_id WHERE ia.tenant_id = i.tenant_id AND "
-                   "ia.issue_id = i.id AND a.connection = ?)",
-                   conn);
-    db_query_since(&q, "id", "iss", from);
-    db_query_before(&q, "id", "iss", to);
-    db_query_where(&q, " AND id < ?", cursor);
-    struct db_stmt *st = db_query_stmt(db, &q, " ORDER BY id DESC LIMIT ?", limit + 1);
-    json_t *arr = json_array();
-    enum err rc;
-    while ((rc = db_next(st)) == ERR_OK)
-        json_array_append_new(arr, issue_row(st));
-    alerting_list_answer(req, arr, limit, rc);
-}
+static const char *const issue_statuses[] = {"open", "acknowledged", "closed", NULL};
+
+static const struct list_param issue_params[] = {
+    LIST_ENUM("status", " AND status = ?", issue_statuses),
+    LIST_ID("policy_id", " AND policy_id = ?", "pol"),
+    LIST_TEXT(
+        "connection",
+        " AND EXISTS (SELECT 1 FROM issue_alerts ia JOIN alerts a ON a.tenant_id = ia.tenant_id "
+        "AND a.id = ia.alert_id WHERE ia.tenant_id = i.tenant_id AND ia.issue_id = i.id AND "
+        "a.connection = ?)"),
+    LIST_FROM_ID("id", "iss"),
+    LIST_TO_ID("id", "iss"),
+    LIST_END,
+};
+
+const struct list_spec api_issues_list_spec = {
+    .name = "issues",
+    .params = issue_params,
+    .select = "SELECT " ISSUE_COLS " FROM issues i WHERE tenant_id = ?",
+    .binds = "T",
+    LIST_NEWEST_FIRST("id", 0),
+    .row = issue_row,
+};
 
 void api_issues_get(struct http_req *req)
 {
@@ -484,86 +463,58 @@ void api_issues_get(struct http_req *req)
     http_json(req, 200, o);
 }
 
-/* Answers 404 and returns false unless the path's issue exists in the tenant. */
-static bool issue_exists(struct http_req *req, struct db *db)
+/* The lists under /v1/issues/{id}/: 404 unless the issue exists in the tenant. */
+static enum err issue_parent(struct db *db, struct list_ctx *c)
 {
     struct db_stmt *st = db_stmt(db, "SELECT 1 FROM issues WHERE tenant_id = ? AND id = ?");
-    db_bind_text(st, 1, req->auth.tenant);
-    db_bind_text(st, 2, http_param(req, 0));
+    db_bind_text(st, 1, c->tenant);
+    db_bind_text(st, 2, http_param(c->req, 0));
     enum err rc = db_next(st);
+    db_release(db);
     if (rc == ERR_OK)
-        return true;
-    http_problem_err(req, rc == ERR_DONE ? ERR_NOT_FOUND : rc, "no such issue");
-    return false;
+        return ERR_OK;
+    return list_fail(c, rc == ERR_DONE ? ERR_NOT_FOUND : rc, "no such issue");
 }
 
-void api_issues_alerts(struct http_req *req)
+static enum err alert_expand(struct db *db, struct list_ctx *c, json_t *item)
 {
-    int limit;
-    const char *cursor;
-    if (!http_query_limit(req, &limit) || !alerting_cursor(req, "alr", &cursor))
-        return;
-    struct db *db = http_reader(req);
-    if (!db || !issue_exists(req, db))
-        return;
-    struct db_stmt *st = db_stmt(
-        db, cursor ? "SELECT a.id, a.event, a.category, a.connection, a.entity_id, a.task_id, "
-                     "a.message, a.details, a.occurred_at, a.created_at, a.resolved_at FROM "
-                     "issue_alerts ia JOIN alerts a ON a.tenant_id = ia.tenant_id AND a.id = "
-                     "ia.alert_id WHERE ia.tenant_id = ? AND ia.issue_id = ? AND a.id < ? ORDER "
-                     "BY a.id DESC LIMIT ?"
-                   : "SELECT a.id, a.event, a.category, a.connection, a.entity_id, a.task_id, "
-                     "a.message, a.details, a.occurred_at, a.created_at, a.resolved_at FROM "
-                     "issue_alerts ia JOIN alerts a ON a.tenant_id = ia.tenant_id AND a.id = "
-                     "ia.alert_id WHERE ia.tenant_id = ? AND ia.issue_id = ? ORDER BY a.id "
-                     "DESC LIMIT ?");
-    int k = 1;
-    db_bind_text(st, k++, req->auth.tenant);
-    db_bind_text(st, k++, http_param(req, 0));
-    if (cursor)
-        db_bind_text(st, k++, cursor);
-    db_bind_int(st, k, limit + 1);
-    json_t *arr = json_array();
-    enum err rc;
-    while ((rc = db_next(st)) == ERR_OK)
-        json_array_append_new(arr, alerting_alert_json(db, req->auth.tenant, st));
-    alerting_list_answer(req, arr, limit, rc);
+    return alerting_alert_issues(db, c->tenant, item);
 }
 
-void api_issues_timeline(struct http_req *req)
+const struct list_spec api_issue_alerts_list_spec = {
+    .name = "issue-alerts",
+    .parent = issue_parent,
+    .select = "SELECT a.id, a.event, a.category, a.connection, a.entity_id, a.task_id, "
+              "a.message, a.details, a.occurred_at, a.created_at, a.resolved_at FROM "
+              "issue_alerts ia JOIN alerts a ON a.tenant_id = ia.tenant_id AND a.id = "
+              "ia.alert_id WHERE ia.tenant_id = ? AND ia.issue_id = ?",
+    .binds = "T0",
+    LIST_NEWEST_FIRST("a.id", 0),
+    .row = alerting_alert_row,
+    .expand = alert_expand,
+};
+
+static json_t *timeline_row(struct db_stmt *st)
 {
-    int limit;
-    const char *cursor;
-    if (!http_query_limit(req, &limit) || !alerting_cursor(req, "itl", &cursor))
-        return;
-    struct db *db = http_reader(req);
-    if (!db || !issue_exists(req, db))
-        return;
-    struct db_stmt *st =
-        db_stmt(db, cursor ? "SELECT id, at, kind, actor, detail, count FROM issue_timeline WHERE "
-                             "tenant_id = ? AND issue_id = ? AND id < ? ORDER BY id DESC LIMIT ?"
-                           : "SELECT id, at, kind, actor, detail, count FROM issue_timeline WHERE "
-                             "tenant_id = ? AND issue_id = ? ORDER BY id DESC LIMIT ?");
-    int k = 1;
-    db_bind_text(st, k++, req->auth.tenant);
-    db_bind_text(st, k++, http_param(req, 0));
-    if (cursor)
-        db_bind_text(st, k++, cursor);
-    db_bind_int(st, k, limit + 1);
-    json_t *arr = json_array();
-    enum err rc;
-    while ((rc = db_next(st)) == ERR_OK) {
-        json_t *o = json_object();
-        json_set_str(o, "id", db_col_text(st, 0));
-        json_set_time(o, "at", db_col_int(st, 1));
-        json_set_str(o, "kind", db_col_text(st, 2));
-        json_set_str(o, "actor", db_col_text(st, 3));
-        json_set_str(o, "detail", db_col_text(st, 4));
-        json_object_set_new(o, "count", json_integer(db_col_int(st, 5)));
-        json_array_append_new(arr, o);
-    }
-    alerting_list_answer(req, arr, limit, rc);
+    json_t *o = json_object();
+    json_set_str(o, "id", db_col_text(st, 0));
+    json_set_time(o, "at", db_col_int(st, 1));
+    json_set_str(o, "kind", db_col_text(st, 2));
+    json_set_str(o, "actor", db_col_text(st, 3));
+    json_set_str(o, "detail", db_col_text(st, 4));
+    json_object_set_new(o, "count", json_integer(db_col_int(st, 5)));
+    return o;
 }
+
+const struct list_spec api_issue_timeline_list_spec = {
+    .name = "issue-timeline",
+    .parent = issue_parent,
+    .select = "SELECT id, at, kind, actor, detail, count FROM issue_timeline WHERE tenant_id = ? "
+              "AND issue_id = ?",
+    .binds = "T0",
+    LIST_NEWEST_FIRST("id", 0),
+    .row = timeline_row,
+};
 
 enum issue_action { ACT_ACK, ACT_CLOSE, ACT_REOPEN, ACT_COMMENT };
 
@@ -693,67 +644,61 @@ void api_issues_comment(struct http_req *req)
 
 /* --- notifications -------------------------------------------------------------------- */
 
-void api_notifications_list(struct http_req *req)
+static json_t *notification_row(struct db_stmt *st)
 {
-    int limit;
-    const char *cursor;
-    if (!http_query_limit(req, &limit) || !alerting_cursor(req, "ntf", &cursor))
-        return;
-    const char *status = http_query(req, "status");
-    if (status && strcmp(status, "pending") && strcmp(status, "sending") &&
-        strcmp(status, "sent") && strcmp(status, "failed")) {
-        json_t *e = json_pack("[{s:s,s:s}]", "field", "status", "message",
-                              "must be pending, sending, sent or failed");
-        http_problem(req, 400, "status must be pending, sending, sent or failed", e);
-        return;
-    }
-    struct db *db = http_reader(req);
-    if (!db)
-        return;
-    const char *channel = http_query(req, "channel_id");
-    struct db_query q;
-    db_query_init(&q, "SELECT n.id, n.channel_id, n.state, n.attempts, n.recipients, "
-                      "n.subject, n.sent_at, n.due_at, n.last_error, n.created_at, n.batched, "
-                      "n.window_start, c.addresses FROM notifications n LEFT JOIN "
-                      "notification_channels c ON c.tenant_id = n.tenant_id AND c.id = "
-                      "n.channel_id WHERE n.tenant_id = ?");
-    db_query_arg(&q, req->auth.tenant);
-    db_query_where(&q, " AND n.channel_id = ?", channel);
-    db_query_where(&q, " AND n.state = ?", status);
-    db_query_where(&q, " AND n.id < ?", cursor);
-    struct db_stmt *st = db_query_stmt(db, &q, " ORDER BY n.id DESC LIMIT ?", limit + 1);
-    json_t *arr = json_array();
-    enum err rc;
-    while ((rc = db_next(st)) == ERR_OK) {
-        json_t *o = json_object();
-        json_set_str(o, "id", db_col_text(st, 0));
-        json_set_str(o, "channel_id", db_col_text(st, 1));
-        json_set_str(o, "status", db_col_text(st, 2));
-        json_object_set_new(o, "attempts", json_integer(db_col_int(st, 3)));
-        const char *r = db_col_text(st, 4) ? db_col_text(st, 4) : db_col_text(st, 12);
-        json_t *rj = r ? json_loads(r, 0, NULL) : NULL;
-        json_object_set_new(o, "recipients", rj ? rj : json_array());
-        json_set_str(o, "subject", db_col_text(st, 5));
-        json_set_time(o, "sent_at", db_col_opt_int(st, 6));
-        json_set_time(o, "due_at", db_col_int(st, 7));
-        json_set_str(o, "last_error", db_col_text(st, 8));
-        json_set_time(o, "created_at", db_col_int(st, 9));
-        json_object_set_new(o, "batched", json_boolean(db_col_int(st, 10) != 0));
-        json_set_time(o, "window_start", db_col_int(st, 11));
-        json_array_append_new(arr, o);
-    }
-    size_t i;
-    json_t *o;
-    json_array_foreach(arr, i, o)
-    {
-        json_t *ids = json_array();
-        st = db_stmt(db, "SELECT DISTINCT issue_id FROM notification_items WHERE tenant_id = ? "
-                         "AND notification_id = ? ORDER BY issue_id");
-        db_bind_text(st, 1, req->auth.tenant);
-        db_bind_text(st, 2, json_string_value(json_object_get(o, "id")));
-        while (db_next(st) == ERR_OK)
-            json_array_append_new(ids, json_string(db_col_text(st, 0)));
-        json_object_set_new(o, "issue_ids", ids);
-    }
-    alerting_list_answer(req, arr, limit, rc);
+    json_t *o = json_object();
+    json_set_str(o, "id", db_col_text(st, 0));
+    json_set_str(o, "channel_id", db_col_text(st, 1));
+    json_set_str(o, "status", db_col_text(st, 2));
+    json_object_set_new(o, "attempts", json_integer(db_col_int(st, 3)));
+    const char *r = db_col_text(st, 4) ? db_col_text(st, 4) : db_col_text(st, 12);
+    json_t *rj = r ? json_loads(r, 0, NULL) : NULL;
+    json_object_set_new(o, "recipients", rj ? rj : json_array());
+    json_set_str(o, "subject", db_col_text(st, 5));
+    json_set_time(o, "sent_at", db_col_opt_int(st, 6));
+    json_set_time(o, "due_at", db_col_int(st, 7));
+    json_set_str(o, "last_error", db_col_text(st, 8));
+    json_set_time(o, "created_at", db_col_int(st, 9));
+    json_object_set_new(o, "batched", json_boolean(db_col_int(st, 10) != 0));
+    json_set_time(o, "window_start", db_col_int(st, 11));
+    return o;
 }
+
+/* Adds the ids of the issues a notification tells about. */
+static enum err notification_expand(struct db *db, struct list_ctx *c, json_t *item)
+{
+    json_t *ids = json_array();
+    struct db_stmt *st =
+        db_stmt(db, "SELECT DISTINCT issue_id FROM notification_items WHERE tenant_id = ? "
+                    "AND notification_id = ? ORDER BY issue_id");
+    db_bind_text(st, 1, c->tenant);
+    db_bind_text(st, 2, json_string_value(json_object_get(item, "id")));
+    enum err rc = list_strings(st, ids);
+    if (rc != ERR_OK) {
+        json_decref(ids);
+        return rc;
+    }
+    json_object_set_new(item, "issue_ids", ids);
+    return ERR_OK;
+}
+
+static const char *const notification_statuses[] = {"pending", "sending", "sent", "failed", NULL};
+
+static const struct list_param notification_params[] = {
+    LIST_ID("channel_id", " AND n.channel_id = ?", "chn"),
+    LIST_ENUM("status", " AND n.state = ?", notification_statuses),
+    LIST_END,
+};
+
+const struct list_spec api_notifications_list_spec = {
+    .name = "notifications",
+    .params = notification_params,
+    .select = "SELECT n.id, n.channel_id, n.state, n.attempts, n.recipients, n.subject, "
+              "n.sent_at, n.due_at, n.last_error, n.created_at, n.batched, n.window_start, "
+              "c.addresses FROM notifications n LEFT JOIN notification_channels c ON "
+              "c.tenant_id = n.tenant_id AND c.id = n.channel_id WHERE n.tenant_id = ?",
+    .binds = "T",
+    LIST_NEWEST_FIRST("n.id", 0),
+    .row = notification_row,
+    .expand = notification_expand,
+};

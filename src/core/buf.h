@@ -21,6 +21,8 @@ void buf_reset(struct buf *b);
 void buf_append(struct buf *b, const void *data, size_t len);
 void buf_puts(struct buf *b, const char *s);
 void buf_putc(struct buf *b, char c);
+/* Appends s (NULL: nothing) escaped for HTML text and attribute values (& < > " '). */
+void buf_put_html(struct buf *b, const char *s);
 void buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Hands the data to the caller (who frees it) and leaves b empty. Never NULL. */
 char *buf_steal(struct buf *b);

@@ -128,6 +128,24 @@ char *base64url_encode(const unsigned char *data, size_t len)
     return s;
 }
 
+enum err base64url_decode(const char *s, unsigned char **out, size_t *outlen)
+{
+    size_t n = strlen(s);
+    if (strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") != n ||
+        n % 4 == 1)
+        return ERR_INVALID;
+    char *std = xmalloc(n + 3);
+    for (size_t i = 0; i < n; i++)
+        std[i] = s[i] == '-' ? '+' : s[i] == '_' ? '/' : s[i];
+    size_t m = n;
+    while (m % 4)
+        std[m++] = '=';
+    std[m] = '\0';
+    enum err rc = base64_decode(std, out, outlen);
+    free(std);
+    return rc;
+}
+
 int crypto_streq(const char *a, const char *b)
 {
     size_t la = strlen(a), lb = strlen(b);

@@ -29,6 +29,9 @@ enum err base64_decode(const char *s, unsigned char **out, size_t *outlen);
 /* URL-safe base64 without padding; returns a malloc'd string the caller frees. */
 char *base64url_encode(const unsigned char *data, size_t len);
 
+/* Decodes what base64url_encode made (no padding, only A-Z a-z 0-9 - _); returns a malloc'd
+ * buffer (caller frees) and its length. ERR_INVALID for anything else. */
+enum err base64url_decode(const char *s, unsigned char **out, size_t *outlen);
 /* Constant-time comparison of two NUL-terminated strings. */
 int crypto_streq(const char *a, const char *b);
 

@@ -9,6 +9,7 @@ struct embedded_file {
     const char *name; /* path relative to the repository root, e.g. "web/index.html" */
     const unsigned char *data;
     size_t len;
+    const char *etag; /* quoted strong validator: a prefix of the SHA-256 of data */
 };
 
 /* Terminated by an entry whose name is NULL. */

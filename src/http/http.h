@@ -22,6 +22,7 @@
 
 #define HTTP_MAX_BODY (8u * 1024 * 1024)
 #define HTTP_MAX_PARAMS 4
+#define HTTP_MAX_HEADERS 8 /* extra response headers a handler may add */
 
 /* Permissions of API keys (API.md). *_MANAGE implies the matching *_VIEW. */
 enum perm {
@@ -50,6 +51,7 @@ enum route_auth {
 };
 
 struct http_req;
+struct list_spec;
 typedef void (*http_handler)(struct http_req *req);
 
 struct route {
@@ -58,6 +60,7 @@ struct route {
     enum route_auth auth;
     unsigned perms;
     http_handler handler;
+    const struct list_spec *list; /* GET lists: the spec the one list helper serves */
 };
 
 struct http_req {
@@ -77,7 +80,7 @@ struct http_req {
     char *resp;
     size_t resp_len;
     const char *content_type;
-    char *extra_headers[4]; /* "Name: value" */
+    char *extra_headers[HTTP_MAX_HEADERS]; /* "Name: value" */
     bool responded;
 
     /* deferred work */
@@ -95,6 +98,12 @@ struct http_req {
 const char *http_param(const struct http_req *req, int i);
 /* Query-string value, or NULL. */
 const char *http_query(const struct http_req *req, const char *name);
+/* Calls fn(ctx, name, value, len) for every query-string argument in order (value NULL for
+ * a bare "?name"; len is the decoded length, more than strlen(value) when it holds a NUL),
+ * until fn returns false. */
+void http_query_each(const struct http_req *req,
+                     bool (*fn)(void *ctx, const char *name, const char *value, size_t len),
+                     void *ctx);
 /* Request header value, or NULL. */
 const char *http_header(const struct http_req *req, const char *name);
 
@@ -109,7 +118,7 @@ void http_raw(struct http_req *req, int status, const char *content_type, const 
               size_t len);
 /* Answers 204 No Content. */
 void http_no_content(struct http_req *req);
-/* Adds a response header "Name: value" (copied). */
+/* Adds a response header "Name: value" (copied); aborts past HTTP_MAX_HEADERS (a bug). */
 void http_add_header(struct http_req *req, const char *name, const char *value);
 /* RFC 9457 problem responses. errors (stolen, may be NULL) becomes the "errors" member. */
 void http_problem(struct http_req *req, int status, const char *detail, json_t *errors);
@@ -142,12 +151,14 @@ void http_actor(const struct http_req *req, char *out, size_t n);
 /* The calling thread's read connection, or NULL after answering 503 (storage unavailable). */
 struct db *http_reader(struct http_req *req);
 
-/* Parses ?limit= (1..1000, default 100); answers 400 and returns false when invalid. */
-bool http_query_limit(struct http_req *req, int *limit);
 /* Parses an RFC 3339 query parameter into *ms (left as is when absent); 400 when invalid. */
 bool http_query_time(struct http_req *req, const char *name, int64_t *ms);
 
-/* The server. */
+/* The server. http_listen binds the listen socket (--listen) and is called first, before
+ * anything is created on disk, so a taken address fails start-up cleanly and names the
+ * address asked for; http_start then serves on it (binding itself if http_listen was not
+ * called). */
+enum err http_listen(const struct config *cfg, char *errmsg, size_t errlen);
 enum err http_start(const struct config *cfg, const struct route *routes, char *errmsg,
                     size_t errlen);
 /* Stops accepting, waits for deferred requests to finish, stops the server. */

@@ -1,5 +1,6 @@
 /* Response helpers and RFC 9457 problem details, with the one error-to-status table.
  * Runs on HTTP threads; touches only the request it is given. */
+#include <assert.h>
 #include <microhttpd.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,6 +69,28 @@ const char *http_query(const struct http_req *req, const char *name)
     return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
 }
 
+struct query_iter {
+    bool (*fn)(void *ctx, const char *name, const char *value, size_t len);
+    void *ctx;
+};
+
+static enum MHD_Result query_iter(void *cls, enum MHD_ValueKind kind, const char *key,
+                                  size_t key_size, const char *value, size_t value_size)
+{
+    (void)kind;
+    (void)key_size;
+    struct query_iter *it = cls;
+    return it->fn(it->ctx, key, value, value_size) ? MHD_YES : MHD_NO;
+}
+
+void http_query_each(const struct http_req *req,
+                     bool (*fn)(void *ctx, const char *name, const char *value, size_t len),
+                     void *ctx)
+{
+    struct query_iter it = {fn, ctx};
+    MHD_get_connection_values_n(req->conn, MHD_GET_ARGUMENT_KIND, query_iter, &it);
+}
+
 const char *http_header(const struct http_req *req, const char *name)
 {
     return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
@@ -109,11 +132,12 @@ void http_no_content(struct http_req *req)
 
 void http_add_header(struct http_req *req, const char *name, const char *value)
 {
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < HTTP_MAX_HEADERS; i++)
         if (!req->extra_headers[i]) {
             req->extra_headers[i] = xasprintf("%s: %s", name, value);
             return;
         }
+    assert(!"more response headers than HTTP_MAX_HEADERS");
 }
 
 void http_problem(struct http_req *req, int status, const char *detail, json_t *errors)
@@ -194,24 +218,6 @@ struct db *http_reader(struct http_req *req)
     if (!db)
         http_problem_err(req, ERR_STORAGE, NULL);
     return db;
-}
-
-bool http_query_limit(struct http_req *req, int *limit)
-{
-    *limit = 100;
-    const char *s = http_query(req, "limit");
-    if (!s)
-        return true;
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (end == s || *end || v < 1 || v > 1000) {
-        json_t *e = json_pack("[{s:s,s:s}]", "field", "limit", "message",
-                              "must be an integer from 1 to 1000");
-        http_problem(req, 400, "limit must be an integer from 1 to 1000", e);
-        return false;
-    }
-    *limit = (int)v;
-    return true;
 }
 
 bool http_query_time(struct http_req *req, const char *name, int64_t *ms)

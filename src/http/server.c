@@ -5,6 +5,7 @@
  * connections from job_done(). g.deferred counts suspended requests so shutdown waits for
  * their commits before stopping the daemon. */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -42,7 +43,9 @@ static struct {
     pthread_mutex_t lock;
     pthread_cond_t cond;
     int port;
-} g = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+    int listen_fd; /* bound by http_listen() before anything else starts; -1: none */
+    bool v6;
+} g = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER, .listen_fd = -1};
 
 static const char *const class_names[] = {"2xx", "4xx", "5xx"};
 
@@ -287,7 +290,7 @@ static enum MHD_Result queue(struct MHD_Connection *conn, struct http_req *req)
         req->resp_len, req->resp ? req->resp : (char *)"", MHD_RESPMEM_MUST_COPY);
     if (req->content_type)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, req->content_type);
-    for (int i = 0; i < 4 && req->extra_headers[i]; i++) {
+    for (int i = 0; i < HTTP_MAX_HEADERS && req->extra_headers[i]; i++) {
         char *h = req->extra_headers[i], *colon = strchr(h, ':');
         if (!colon)
             continue;
@@ -366,7 +369,7 @@ static void http_req_free(struct http_req *req)
     if (req->ctx_free)
         req->ctx_free(req->ctx);
     clear_params(req);
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < HTTP_MAX_HEADERS; i++)
         free(req->extra_headers[i]);
     buf_cleanup(&req->body);
     free(req->resp);
@@ -494,14 +497,43 @@ static void register_metrics(void)
     }
 }
 
-enum err http_start(const struct config *cfg, const struct route *routes, char *errmsg,
-                    size_t errlen)
+enum err http_listen(const struct config *cfg, char *errmsg, size_t errlen)
 {
     struct sockaddr_storage ss;
     bool v6 = false;
     enum err rc = parse_listen(cfg->listen, &ss, &v6, errmsg, errlen);
     if (rc != ERR_OK)
         return rc;
+    int fd = socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    int one = 1;
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
+        (v6 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) != 0) ||
+        bind(fd, (struct sockaddr *)&ss,
+             v6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in)) != 0 ||
+        listen(fd, 1024) != 0) {
+        snprintf(errmsg, errlen, "cannot listen on %s: %s", cfg->listen, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return ERR_IO;
+    }
+    struct sockaddr_storage bound;
+    socklen_t blen = sizeof bound;
+    getsockname(fd, (struct sockaddr *)&bound, &blen);
+    g.port = ntohs(v6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
+                      : ((struct sockaddr_in *)&bound)->sin_port);
+    g.listen_fd = fd;
+    g.v6 = v6;
+    return ERR_OK;
+}
+
+enum err http_start(const struct config *cfg, const struct route *routes, char *errmsg,
+                    size_t errlen)
+{
+    if (g.listen_fd < 0) {
+        enum err rc = http_listen(cfg, errmsg, errlen);
+        if (rc != ERR_OK)
+            return rc;
+    }
     g.routes = routes;
     g.api_role = config_has_role(cfg, "api");
     g.nroutes = 0;
@@ -511,21 +543,18 @@ enum err http_start(const struct config *cfg, const struct route *routes, char *
     register_metrics();
     ratelimit_configure(cfg->rate_limit);
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
-                     MHD_USE_ITC | MHD_USE_ERROR_LOG | (v6 ? MHD_USE_IPv6 : 0);
+                     MHD_USE_ITC | MHD_USE_ERROR_LOG | (g.v6 ? MHD_USE_IPv6 : 0);
     g.daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, NULL, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
-        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE,
+        MHD_OPTION_LISTEN_SOCKET, (MHD_socket)g.listen_fd, MHD_OPTION_THREAD_POOL_SIZE,
         (unsigned)cfg->http_threads, MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
         (size_t)64 * 1024, MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_END);
     if (!g.daemon) {
-        snprintf(errmsg, errlen, "cannot listen on %s (address in use or not available)",
-                 cfg->listen);
+        snprintf(errmsg, errlen, "cannot serve on %s (see the log above)", cfg->listen);
         return ERR_IO;
     }
-    const union MHD_DaemonInfo *info = MHD_get_daemon_info(g.daemon, MHD_DAEMON_INFO_BIND_PORT);
-    g.port = info ? info->port : 0;
     return ERR_OK;
 }
 
@@ -536,8 +565,12 @@ int http_port(void)
 
 void http_stop(void)
 {
-    if (!g.daemon)
+    if (!g.daemon) {
+        if (g.listen_fd >= 0) /* bound, but start-up stopped before serving */
+            close(g.listen_fd);
+        g.listen_fd = -1;
         return;
+    }
     /* The listen socket is ours to close, but only once the daemon has stopped: its pool
      * threads may still be taking it out of their epoll sets (closing it first makes that
      * fail, and libmicrohttpd aborts). */
@@ -560,6 +593,7 @@ void http_stop(void)
     g.daemon = NULL;
     if (listen_fd != MHD_INVALID_SOCKET)
         close(listen_fd);
+    g.listen_fd = -1;
     for (int i = 0; i < g.nroutes; i++)
         for (int c = 0; c < 4; c++)
             free(g.rm[i].labels[c]);

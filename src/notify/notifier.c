@@ -21,6 +21,7 @@
 #include "core/metrics.h"
 #include "core/timeutil.h"
 #include "core/xalloc.h"
+#include "notify/unsubscribe.h"
 #include "store/store.h"
 
 #define CLAIM_BATCH 10
@@ -201,28 +202,6 @@ static void put_base64_body(struct buf *b, const char *s)
     free(enc);
 }
 
-static void html_escape(struct buf *b, const char *s)
-{
-    for (; s && *s; s++) {
-        switch (*s) {
-        case '<':
-            buf_puts(b, "&lt;");
-            break;
-        case '>':
-            buf_puts(b, "&gt;");
-            break;
-        case '&':
-            buf_puts(b, "&amp;");
-            break;
-        case '"':
-            buf_puts(b, "&quot;");
-            break;
-        default:
-            buf_putc(b, *s);
-        }
-    }
-}
-
 struct item {
     char kind[12];
     char issue[ID_MAX];
@@ -236,7 +215,9 @@ struct mail {
     char id[ID_MAX];
     char channel_id[ID_MAX];
     char *channel_name;
-    json_t *rcpts;
+    char *tenant_name;
+    json_t *rcpts;     /* the channel's addresses when the mail is sent */
+    json_t *delivered; /* the addresses already mailed by an earlier attempt of this row */
     int64_t first_attempt_at;
     int attempts;
     struct item *items;
@@ -248,7 +229,9 @@ struct mail {
 static void mail_cleanup(struct mail *m)
 {
     free(m->channel_name);
+    free(m->tenant_name);
     json_decref(m->rcpts);
+    json_decref(m->delivered);
     for (size_t i = 0; i < m->nitems; i++)
         free(m->items[i].title);
     free(m->items);
@@ -279,7 +262,7 @@ static void render_section(struct buf *txt, struct buf *html, const struct mail 
                    (long long)it->alerts, it->alerts == 1 ? "" : "s", opened, it->status, base,
                    it->issue);
         buf_printf(html, "<li><a href=\"%s/#/issues/%s\">", base, it->issue);
-        html_escape(html, it->title);
+        buf_put_html(html, it->title);
         buf_printf(html, "</a> — %lld alert%s, opened %s, now %s</li>\n", (long long)it->alerts,
                    it->alerts == 1 ? "" : "s", opened, it->status);
     }
@@ -291,9 +274,20 @@ static void render_section(struct buf *txt, struct buf *html, const struct mail 
     buf_puts(html, "</ul>\n");
 }
 
-/* Builds subject and message from m's items. */
-static void render(struct mail *m, const char *tenant_name)
+/* The signed unsubscribe URL of rcpt for m's channel; malloc'd. */
+static char *unsubscribe_url(const struct mail *m, const char *rcpt)
 {
+    char *token = unsubscribe_token(m->tenant, m->channel_id, rcpt);
+    char *url = xasprintf("%s/unsubscribe/%s", g.cfg->public_url, token);
+    free(token);
+    return url;
+}
+
+/* Builds m's subject and, into m->msg, the message for one recipient: each recipient gets a
+ * mail of their own, because its unsubscribe link names them. */
+static void render(struct mail *m, const char *rcpt)
+{
+    const char *tenant_name = m->tenant_name;
     size_t opened = 0, closed = 0;
     for (size_t i = 0; i < m->nitems; i++) {
         if (!strcmp(m->items[i].kind, "opened"))
@@ -310,7 +304,9 @@ static void render(struct mail *m, const char *tenant_name)
     if (closed)
         buf_printf(&subj, "%zu closed", closed);
     buf_printf(&subj, " — %s", tenant_name);
+    free(m->subject);
     m->subject = buf_steal(&subj);
+    char *unsub = unsubscribe_url(m, rcpt);
 
     char domain[200], date[64];
     mail_domain(domain, sizeof domain);
@@ -319,30 +315,24 @@ static void render(struct mail *m, const char *tenant_name)
     buf_printf(&txt, "%s — issues for the notification channel \"%s\"\n\n", tenant_name,
                m->channel_name);
     buf_puts(&html, "<!DOCTYPE html>\n<html><body>\n<h2>");
-    html_escape(&html, tenant_name);
+    buf_put_html(&html, tenant_name);
     buf_puts(&html, " — issues for the notification channel &quot;");
-    html_escape(&html, m->channel_name);
+    buf_put_html(&html, m->channel_name);
     buf_puts(&html, "&quot;</h2>\n");
     render_section(&txt, &html, m, "opened", "Opened", opened);
     render_section(&txt, &html, m, "closed", "Closed", closed);
-    buf_printf(&txt, "Console: %s/#/issues\nStop these mails: %s/#/notification-channels/%s\n",
-               g.cfg->public_url, g.cfg->public_url, m->channel_id);
+    buf_printf(&txt, "Console: %s/#/issues\nStop these mails: %s\n", g.cfg->public_url, unsub);
     buf_printf(&html,
-               "<p><a href=\"%s/#/issues\">Open the console</a> · <a "
-               "href=\"%s/#/notification-channels/%s\">Unsubscribe</a></p>\n</body></html>\n",
-               g.cfg->public_url, g.cfg->public_url, m->channel_id);
+               "<p><a href=\"%s/#/issues\">Open the console</a> · <a href=\"%s\">Stop these "
+               "mails</a> (unsubscribes ",
+               g.cfg->public_url, unsub);
+    buf_put_html(&html, rcpt);
+    buf_puts(&html, " from this channel)</p>\n</body></html>\n");
 
     struct buf *b = &m->msg;
     buf_reset(b);
     buf_printf(b, "From: %s\r\n", g.cfg->smtp_from ? g.cfg->smtp_from : "sluice@localhost");
-    buf_puts(b, "To: ");
-    size_t i;
-    json_t *e;
-    json_array_foreach(m->rcpts, i, e)
-    {
-        buf_printf(b, "%s%s", i ? ",\r\n " : "", json_string_value(e));
-    }
-    buf_puts(b, "\r\nSubject: ");
+    buf_printf(b, "To: %s\r\nSubject: ", rcpt);
     put_encoded(b, m->subject);
     buf_printf(b, "\r\nDate: %s\r\nMessage-ID: <%s@%s>\r\n", date, m->id, domain);
     /* Threading: one thread per issue; a digest references every issue it lists. */
@@ -367,10 +357,10 @@ static void render(struct mail *m, const char *tenant_name)
     buf_cleanup(&refs);
     buf_printf(b,
                "Auto-Submitted: auto-generated\r\nX-Auto-Response-Suppress: All\r\n"
-               "List-Unsubscribe: <%s/#/notification-channels/%s>\r\n"
+               "List-Unsubscribe: <%s>\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
                "X-Sluice-Notification: %s\r\nMIME-Version: 1.0\r\n"
                "Content-Type: multipart/alternative; boundary=\"=_sluice_%s\"\r\n\r\n",
-               g.cfg->public_url, m->channel_id, m->id, m->id);
+               unsub, m->id, m->id);
     buf_printf(b,
                "--=_sluice_%s\r\nContent-Type: text/plain; charset=utf-8\r\n"
                "Content-Transfer-Encoding: base64\r\n\r\n",
@@ -384,11 +374,12 @@ static void render(struct mail *m, const char *tenant_name)
     buf_printf(b, "--=_sluice_%s--\r\n", m->id);
     buf_cleanup(&txt);
     buf_cleanup(&html);
+    free(unsub);
 }
 
-/* Reads channel, tenant and items of m (claimed row) and renders it. ERR_NOT_FOUND when the
- * channel is gone. */
-static enum err load_and_render(struct db *db, struct mail *m)
+/* Reads channel, tenant and items of m (claimed row). ERR_NOT_FOUND when the channel is
+ * gone. */
+static enum err load(struct db *db, struct mail *m)
 {
     struct channel ch;
     enum err rc = channel_load(db, m->tenant, m->channel_id, &ch);
@@ -402,6 +393,7 @@ static enum err load_and_render(struct db *db, struct mail *m)
     db_bind_text(st, 1, m->tenant);
     rc = db_next(st);
     snprintf(tname, sizeof tname, "%s", rc == ERR_OK ? db_col_text(st, 0) : m->tenant);
+    m->tenant_name = xstrdup(tname);
     st = db_stmt(db, "SELECT ni.kind, ni.issue_id, i.title, i.status, i.alert_count, "
                      "i.opened_at, i.last_alert_at FROM notification_items ni JOIN issues i ON "
                      "i.tenant_id = ni.tenant_id AND i.id = ni.issue_id WHERE ni.tenant_id = ? "
@@ -424,10 +416,7 @@ static enum err load_and_render(struct db *db, struct mail *m)
         it->last_alert_at = db_col_int(st, 6);
     }
     db_release(db);
-    if (rc != ERR_DONE)
-        return rc;
-    render(m, tname);
-    return ERR_OK;
+    return rc == ERR_DONE ? ERR_OK : rc;
 }
 
 /* --- claims and outcomes (writer jobs) ------------------------------------------------- */
@@ -448,12 +437,13 @@ static enum err claim_run(struct db *db, void *arg)
               "(tenant_id, id) IN (SELECT tenant_id, id FROM notifications WHERE (state = "
               "'pending' AND due_at <= ?) OR (state = 'sending' AND lease_until < ?) ORDER BY "
               "due_at LIMIT 10 FOR UPDATE SKIP LOCKED) RETURNING tenant_id, id, channel_id, "
-              "attempts, first_attempt_at"
+              "attempts, first_attempt_at, delivered_to"
             : "UPDATE notifications SET state = 'sending', lease_owner = ?, lease_until = ?, "
               "attempts = attempts + 1, first_attempt_at = COALESCE(first_attempt_at, ?) WHERE "
               "(tenant_id, id) IN (SELECT tenant_id, id FROM notifications WHERE (state = "
               "'pending' AND due_at <= ?) OR (state = 'sending' AND lease_until < ?) ORDER BY "
-              "due_at LIMIT 10) RETURNING tenant_id, id, channel_id, attempts, first_attempt_at";
+              "due_at LIMIT 10) RETURNING tenant_id, id, channel_id, attempts, first_attempt_at, "
+              "delivered_to";
     struct db_stmt *st = db_stmt(db, sql);
     db_bind_text(st, 1, g.cfg->node_id);
     db_bind_int(st, 2, now + g.cfg->lease_ms);
@@ -470,6 +460,12 @@ static enum err claim_run(struct db *db, void *arg)
         snprintf(m->channel_id, sizeof m->channel_id, "%s", db_col_text(st, 2));
         m->attempts = (int)db_col_int(st, 3);
         m->first_attempt_at = db_col_int(st, 4);
+        const char *d = db_col_text(st, 5);
+        m->delivered = d ? json_loads(d, 0, NULL) : NULL;
+        if (!json_is_array(m->delivered)) {
+            json_decref(m->delivered);
+            m->delivered = json_array();
+        }
     }
     if (rc == ERR_OK)
         while ((rc = db_next(st)) == ERR_OK) {
@@ -479,7 +475,8 @@ static enum err claim_run(struct db *db, void *arg)
 
 struct outcome {
     struct mail *m;
-    bool sent;
+    bool sent;  /* every recipient has the mail */
+    bool final; /* failed for good now (nothing left to mail to) */
     const char *error;
 };
 
@@ -489,11 +486,12 @@ static enum err outcome_run(struct db *db, void *arg)
     struct mail *m = o->m;
     int64_t now = time_now_ms();
     char *rcpts = m->rcpts ? json_dumps(m->rcpts, JSON_COMPACT) : NULL;
+    char *delivered = json_dumps(m->delivered, JSON_COMPACT);
     const char *state;
     int64_t due = now;
     if (o->sent) {
         state = "sent";
-    } else if (!m->rcpts || now - m->first_attempt_at >= time_scaled(GIVE_UP_MS)) {
+    } else if (o->final || !m->rcpts || now - m->first_attempt_at >= time_scaled(GIVE_UP_MS)) {
         state = "failed";
     } else {
         state = "pending";
@@ -504,8 +502,8 @@ static enum err outcome_run(struct db *db, void *arg)
     struct db_stmt *st = db_stmt(
         db, "UPDATE notifications SET state = ?, due_at = ?, lease_owner = NULL, lease_until = "
             "NULL, sent_at = ?, last_error = ?, recipients = COALESCE(?, recipients), subject = "
-            "COALESCE(?, subject) WHERE tenant_id = ? AND id = ? AND state = 'sending' AND "
-            "lease_owner = ?");
+            "COALESCE(?, subject), delivered_to = ? WHERE tenant_id = ? AND id = ? AND state = "
+            "'sending' AND lease_owner = ?");
     db_bind_text(st, 1, state);
     db_bind_int(st, 2, due);
     if (o->sent)
@@ -515,11 +513,13 @@ static enum err outcome_run(struct db *db, void *arg)
     db_bind_text(st, 4, o->sent ? NULL : o->error);
     db_bind_text(st, 5, rcpts);
     db_bind_text(st, 6, m->subject);
-    db_bind_text(st, 7, m->tenant);
-    db_bind_text(st, 8, m->id);
-    db_bind_text(st, 9, g.cfg->node_id);
+    db_bind_text(st, 7, delivered);
+    db_bind_text(st, 8, m->tenant);
+    db_bind_text(st, 9, m->id);
+    db_bind_text(st, 10, g.cfg->node_id);
     enum err rc = db_run(st);
     free(rcpts);
+    free(delivered);
     if (rc != ERR_OK || db_changes(st) == 0)
         return rc; /* lease lost: another node owns it now */
     char *detail;
@@ -552,24 +552,69 @@ static enum err outcome_run(struct db *db, void *arg)
     return rc;
 }
 
+static bool listed(json_t *arr, const char *s)
+{
+    size_t i;
+    json_t *e;
+    json_array_foreach(arr, i, e)
+    {
+        if (!strcmp(json_string_value(e), s))
+            return true;
+    }
+    return false;
+}
+
+/* Mails every recipient not reached yet, one message each; o says how it went. */
+static void send_all(struct mail *m, struct outcome *o, char *err, size_t errlen)
+{
+    size_t i, failed = 0;
+    json_t *e;
+    json_array_foreach(m->rcpts, i, e)
+    {
+        const char *rcpt = json_string_value(e);
+        if (listed(m->delivered, rcpt))
+            continue;
+        render(m, rcpt);
+        json_t *one = json_pack("[s]", rcpt);
+        char why[400];
+        if (smtp_send(one, m->msg.data, m->msg.len, why, sizeof why) == ERR_OK) {
+            json_array_append_new(m->delivered, json_string(rcpt));
+        } else {
+            if (!failed)
+                snprintf(err, errlen, "%s: %s", rcpt, why);
+            failed++;
+        }
+        json_decref(one);
+    }
+    if (failed > 1) {
+        size_t n = strlen(err);
+        snprintf(err + n, errlen - n, " (and %zu more recipients failed)", failed - 1);
+    }
+    o->sent = failed == 0;
+    o->error = failed ? err : NULL;
+}
+
 static void process(struct mail *m)
 {
     struct db *db = store_reader();
-    struct outcome o = {m, false, NULL};
+    struct outcome o = {m, false, false, NULL};
     char err[512];
-    enum err rc = db ? load_and_render(db, m) : ERR_STORAGE;
+    enum err rc = db ? load(db, m) : ERR_STORAGE;
     if (rc == ERR_STORAGE) {
         log_warn("notify", "cannot read notification %s; it will be retried", m->id);
         return; /* the lease expires and the row is claimed again */
     }
     if (rc == ERR_NOT_FOUND) {
         o.error = "the notification channel was deleted";
-    } else if (smtp_send(m->rcpts, m->msg.data, m->msg.len, err, sizeof err) == ERR_OK) {
-        o.sent = true;
-        log_info("notify", "sent %s (%s) to channel %s", m->id, m->subject, m->channel_id);
+    } else if (json_array_size(m->rcpts) == 0) {
+        o.error = "the channel has no addresses left (every one unsubscribed)";
+        o.final = true;
     } else {
-        o.error = err;
-        log_warn("notify", "sending %s to channel %s failed: %s", m->id, m->channel_id, err);
+        send_all(m, &o, err, sizeof err);
+        if (o.sent)
+            log_info("notify", "sent %s (%s) to channel %s", m->id, m->subject, m->channel_id);
+        else
+            log_warn("notify", "sending %s to channel %s failed: %s", m->id, m->channel_id, err);
     }
     if (store_write(outcome_run, &o, 0) != ERR_OK)
         log_warn("notify", "cannot record the outcome of %s; it will be retried", m->id);
@@ -660,36 +705,52 @@ enum err notifier_send_test(const struct channel *c, const char *tenant_name, ch
         snprintf(errmsg, errlen, "mail is disabled: the server has no --smtp-url");
         return ERR_CONFLICT;
     }
+    if (json_array_size(c->addresses) == 0) {
+        snprintf(errmsg, errlen, "the channel has no addresses (every one unsubscribed)");
+        return ERR_CONFLICT;
+    }
     char domain[200], date[64], id[ID_MAX];
     int64_t now = time_now_ms();
     id_new("tst", now, id);
     mail_domain(domain, sizeof domain);
     rfc5322_date(now, date, sizeof date);
-    struct buf b = BUF_INIT, subj = BUF_INIT, txt = BUF_INIT;
-    buf_printf(&subj, "[Sluice] Test message — %s", tenant_name);
-    buf_printf(&txt,
-               "This is a test message from Sluice for the notification channel \"%s\".\n"
-               "Issues will be mailed to this list (batching: %s).\n",
-               c->name, c->batching);
-    buf_printf(&b, "From: %s\r\nTo: ", g.cfg->smtp_from ? g.cfg->smtp_from : "sluice@localhost");
+    enum err rc = ERR_OK;
     size_t i;
     json_t *e;
-    json_array_foreach(c->addresses, i, e)
+    json_array_foreach(c->addresses, i, e) /* one mail each: the unsubscribe link names them */
     {
-        buf_printf(&b, "%s%s", i ? ",\r\n " : "", json_string_value(e));
+        const char *rcpt = json_string_value(e);
+        char *token = unsubscribe_token(c->tenant, c->id, rcpt);
+        char *unsub = xasprintf("%s/unsubscribe/%s", g.cfg->public_url, token);
+        free(token);
+        struct buf b = BUF_INIT, subj = BUF_INIT, txt = BUF_INIT;
+        buf_printf(&subj, "[Sluice] Test message — %s", tenant_name);
+        buf_printf(&txt,
+                   "This is a test message from Sluice for the notification channel \"%s\".\n"
+                   "Issues will be mailed to this list (batching: %s).\n\n"
+                   "Stop these mails: %s\n",
+                   c->name, c->batching, unsub);
+        buf_printf(&b, "From: %s\r\nTo: %s\r\nSubject: ",
+                   g.cfg->smtp_from ? g.cfg->smtp_from : "sluice@localhost", rcpt);
+        put_encoded(&b, subj.data);
+        buf_printf(&b,
+                   "\r\nDate: %s\r\nMessage-ID: <%s@%s>\r\nAuto-Submitted: auto-generated\r\n"
+                   "List-Unsubscribe: <%s>\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
+                   "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                   "Content-Transfer-Encoding: base64\r\n\r\n",
+                   date, id, domain, unsub);
+        put_base64_body(&b, txt.data);
+        json_t *one = json_pack("[s]", rcpt);
+        char why[400];
+        if (smtp_send(one, b.data, b.len, why, sizeof why) != ERR_OK && rc == ERR_OK) {
+            snprintf(errmsg, errlen, "%s: %s", rcpt, why);
+            rc = ERR_IO;
+        }
+        json_decref(one);
+        free(unsub);
+        buf_cleanup(&b);
+        buf_cleanup(&subj);
+        buf_cleanup(&txt);
     }
-    buf_puts(&b, "\r\nSubject: ");
-    put_encoded(&b, subj.data);
-    buf_printf(&b,
-               "\r\nDate: %s\r\nMessage-ID: <%s@%s>\r\nAuto-Submitted: auto-generated\r\n"
-               "List-Unsubscribe: <%s/#/notification-channels/%s>\r\nMIME-Version: 1.0\r\n"
-               "Content-Type: text/plain; charset=utf-8\r\n"
-               "Content-Transfer-Encoding: base64\r\n\r\n",
-               date, id, domain, g.cfg->public_url, c->id);
-    put_base64_body(&b, txt.data);
-    enum err rc = smtp_send(c->addresses, b.data, b.len, errmsg, errlen);
-    buf_cleanup(&b);
-    buf_cleanup(&subj);
-    buf_cleanup(&txt);
     return rc;
 }

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/log.h"
 #include "core/xalloc.h"
 
 enum err db_open(const char *url, struct db **out, char *errmsg, size_t errlen)
@@ -284,12 +285,34 @@ void db_query_init(struct db_query *q, const char *sql)
     q->sql = (struct buf)BUF_INIT;
     buf_puts(&q->sql, sql);
     q->nargs = q->nfloors = 0;
+    q->overflow = false;
+}
+
+static struct db_query_value *query_slot(struct db_query *q)
+{
+    if (q->nargs == DB_QUERY_MAX_ARGS) {
+        q->overflow = true;
+        return NULL;
+    }
+    struct db_query_value *v = &q->args[q->nargs++];
+    memset(v, 0, sizeof *v);
+    return v;
 }
 
 void db_query_arg(struct db_query *q, const char *value)
 {
-    if (q->nargs < DB_QUERY_MAX_ARGS)
-        q->args[q->nargs++] = value;
+    struct db_query_value *v = query_slot(q);
+    if (v)
+        v->text = value;
+}
+
+void db_query_arg_int(struct db_query *q, int64_t value)
+{
+    struct db_query_value *v = query_slot(q);
+    if (v) {
+        v->num = value;
+        v->is_int = true;
+    }
 }
 
 void db_query_where(struct db_query *q, const char *clause, const char *value)
@@ -300,11 +323,26 @@ void db_query_where(struct db_query *q, const char *clause, const char *value)
     db_query_arg(q, value);
 }
 
+void db_query_where_int(struct db_query *q, const char *clause, int64_t value)
+{
+    buf_puts(&q->sql, clause);
+    db_query_arg_int(q, value);
+}
+
+void db_query_sql(struct db_query *q, const char *fragment)
+{
+    buf_puts(&q->sql, fragment);
+}
+
 static void query_id_bound(struct db_query *q, const char *id_col, const char *op,
                            const char *prefix, int64_t ms)
 {
-    if (ms < 0 || q->nfloors == (int)(sizeof q->floors / sizeof q->floors[0]))
+    if (ms < 0)
         return;
+    if (q->nfloors == DB_QUERY_MAX_FLOORS) {
+        q->overflow = true;
+        return;
+    }
     char *floor = q->floors[q->nfloors++];
     id_floor(prefix, ms, floor);
     buf_printf(&q->sql, " AND %s %s ?", id_col, op);
@@ -321,14 +359,27 @@ void db_query_before(struct db_query *q, const char *id_col, const char *prefix,
     query_id_bound(q, id_col, "<", prefix, ms);
 }
 
-struct db_stmt *db_query_stmt(struct db *db, struct db_query *q, const char *tail, int64_t limit)
+enum err db_query_stmt(struct db *db, struct db_query *q, const char *tail, int64_t limit,
+                       struct db_stmt **out)
 {
+    *out = NULL;
     buf_puts(&q->sql, tail);
+    if (q->overflow || q->nargs + 1 > DB_MAX_PARAMS) {
+        log_error("db", "a list query needs more values than the builder holds (%d); not run: %s",
+                  DB_QUERY_MAX_ARGS, q->sql.data);
+        buf_cleanup(&q->sql);
+        return ERR_INTERNAL;
+    }
     struct db_stmt *st = db_stmt(db, q->sql.data);
     buf_cleanup(&q->sql);
     int i = 1;
-    for (int k = 0; k < q->nargs; k++)
-        db_bind_text(st, i++, q->args[k]);
+    for (int k = 0; k < q->nargs; k++, i++) {
+        if (q->args[k].is_int)
+            db_bind_int(st, i, q->args[k].num);
+        else
+            db_bind_text(st, i, q->args[k].text);
+    }
     db_bind_int(st, i, limit);
-    return st;
+    *out = st;
+    return ERR_OK;
 }

@@ -54,29 +54,45 @@ bool db_col_null(struct db_stmt *st, int i);
 int64_t db_col_opt_int(struct db_stmt *st, int i);
 
 /* A list query with optional conditions (the API's filters): each condition is appended
- * with its value, so the binds always follow the SQL. Values are read by db_query_stmt(),
- * so they must live until then. Every list endpoint builds its SQL this way. */
+ * with its value, so the binds always follow the SQL. Text values are read by
+ * db_query_stmt(), so they must live until then. Every list endpoint builds its SQL this way.
+ * The builder has fixed room (DB_QUERY_MAX_ARGS values, DB_QUERY_MAX_FLOORS time bounds);
+ * going past it is a bug that must not widen the query, so it marks the query broken and
+ * db_query_stmt() then fails with ERR_INTERNAL instead of running it. */
 #define DB_QUERY_MAX_ARGS 16
+#define DB_QUERY_MAX_FLOORS 4
+struct db_query_value {
+    const char *text; /* NULL binds NULL unless is_int */
+    int64_t num;
+    bool is_int;
+};
 struct db_query {
     struct buf sql;
-    const char *args[DB_QUERY_MAX_ARGS];
+    struct db_query_value args[DB_QUERY_MAX_ARGS];
     int nargs;
-    char floors[4][ID_MAX]; /* id_floor() values of db_query_since/db_query_before */
+    char floors[DB_QUERY_MAX_FLOORS][ID_MAX]; /* id_floor() values of since/before */
     int nfloors;
+    bool overflow; /* a value or bound did not fit: the query must not run */
 };
 /* Starts with sql, whose own "?" are bound by db_query_arg() in order. */
 void db_query_init(struct db_query *q, const char *sql);
-/* The value of the next "?" already in the SQL. */
+/* The value of the next "?" already in the SQL (text, or an integer). */
 void db_query_arg(struct db_query *q, const char *value);
+void db_query_arg_int(struct db_query *q, int64_t value);
 /* Appends clause (with one "?") bound to value; nothing when value is NULL. */
 void db_query_where(struct db_query *q, const char *clause, const char *value);
+/* Appends clause (with one "?") bound to an integer value. */
+void db_query_where_int(struct db_query *q, const char *clause, int64_t value);
+/* Appends SQL text that binds nothing (a fixed fragment chosen by the code, never input). */
+void db_query_sql(struct db_query *q, const char *fragment);
 /* Appends "AND <id_col> >= ?" (since) or "< ?" (before) with the smallest id of `prefix`
  * at time ms (ids are time-ordered); nothing when ms < 0. */
 void db_query_since(struct db_query *q, const char *id_col, const char *prefix, int64_t ms);
 void db_query_before(struct db_query *q, const char *id_col, const char *prefix, int64_t ms);
-/* Appends tail (ending in "LIMIT ?"), prepares, binds every value then limit, and frees
- * the SQL text. */
-struct db_stmt *db_query_stmt(struct db *db, struct db_query *q, const char *tail, int64_t limit);
+/* Appends tail (ending in "LIMIT ?"), prepares, binds every value then limit into *out, and
+ * frees the SQL text. ERR_INTERNAL (logged, nothing run) when the builder overflowed. */
+enum err db_query_stmt(struct db *db, struct db_query *q, const char *tail, int64_t limit,
+                       struct db_stmt **out);
 /* Rows changed by the last executed statement. */
 int64_t db_changes(struct db_stmt *st);
 

@@ -94,10 +94,7 @@ enum err store_event_publish(struct db *db, const char *tenant, struct event_in 
     return ERR_OK;
 }
 
-#define EVENT_COLS                                                                                 \
-    "id, client_id, type, entity, entity_id, sequence, occurred_at, published_at, payload"
-
-static json_t *event_row(struct db_stmt *st)
+json_t *store_event_row(struct db_stmt *st)
 {
     json_t *o = json_object();
     json_set_str(o, "id", db_col_text(st, 0));
@@ -114,49 +111,15 @@ static json_t *event_row(struct db_stmt *st)
     return o;
 }
 
-enum err store_events_list(struct db *db, const char *tenant, const struct event_filter *f,
-                           json_t **out, char **next)
-{
-    struct db_query q;
-    db_query_init(&q, "SELECT " EVENT_COLS " FROM events WHERE tenant_id = ?");
-    db_query_arg(&q, tenant);
-    db_query_where(&q, " AND type = ?", f->type);
-    db_query_where(&q, " AND entity_id = ?", f->entity_id);
-    db_query_since(&q, "id", "evt", f->from);
-    db_query_before(&q, "id", "evt", f->to);
-    db_query_where(&q, " AND id < ?", f->cursor);
-    struct db_stmt *st = db_query_stmt(db, &q, " ORDER BY id DESC LIMIT ?", f->limit + 1);
-    json_t *arr = json_array();
-    enum err rc;
-    *next = NULL;
-    while ((rc = db_next(st)) == ERR_OK) {
-        if ((int)json_array_size(arr) == f->limit) {
-            json_t *last = json_array_get(arr, json_array_size(arr) - 1);
-            *next = xstrdup(json_string_value(json_object_get(last, "id")));
-            rc = ERR_DONE;
-            break;
-        }
-        json_array_append_new(arr, event_row(st));
-    }
-    if (rc != ERR_DONE) {
-        json_decref(arr);
-        free(*next);
-        *next = NULL;
-        return rc;
-    }
-    *out = arr;
-    return ERR_OK;
-}
-
 enum err store_event_get(struct db *db, const char *tenant, const char *id, json_t **out)
 {
     struct db_stmt *st =
-        db_stmt(db, "SELECT " EVENT_COLS " FROM events WHERE tenant_id = ? AND id = ?");
+        db_stmt(db, "SELECT " STORE_EVENT_COLS " FROM events WHERE tenant_id = ? AND id = ?");
     db_bind_text(st, 1, tenant);
     db_bind_text(st, 2, id);
     enum err rc = db_next(st);
     if (rc == ERR_OK)
-        *out = event_row(st);
+        *out = store_event_row(st);
     return rc == ERR_DONE ? ERR_NOT_FOUND : rc;
 }
 

@@ -29,18 +29,11 @@ struct event_in {
  * stored id and sets ev->duplicate). Writer thread, inside a transaction. */
 enum err store_event_publish(struct db *db, const char *tenant, struct event_in *ev);
 
-struct event_filter {
-    const char *type;
-    const char *entity_id;
-    int64_t from, to; /* -1: unbounded */
-    const char *cursor;
-    int limit;
-};
-
-/* Lists events newest first into a new JSON array (*out, caller decrefs); *next is a
- * malloc'd cursor or NULL. */
-enum err store_events_list(struct db *db, const char *tenant, const struct event_filter *f,
-                           json_t **out, char **next);
+/* The columns of an event row, in the order store_event_row() reads them. */
+#define STORE_EVENT_COLS                                                                           \
+    "id, client_id, type, entity, entity_id, sequence, occurred_at, published_at, payload"
+/* Renders the current row of a statement selecting STORE_EVENT_COLS (new reference). */
+json_t *store_event_row(struct db_stmt *st);
 /* Fetches one event as JSON (*out, caller decrefs); ERR_NOT_FOUND if absent. */
 enum err store_event_get(struct db *db, const char *tenant, const char *id, json_t **out);
 

@@ -82,12 +82,20 @@ enum err store_migrate(struct db *db, char *errmsg, size_t errlen)
         goto fail;
     if (db_kind(db) == DB_PG) /* several nodes may start at once */
         db_exec(db, "SELECT pg_advisory_lock(7310001)");
-    int current = 0;
-    struct db_stmt *st = db_stmt(db, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations");
-    if ((rc = db_next(st)) != ERR_OK)
-        goto unlock;
-    current = (int)db_col_int(st, 0);
+    /* Every version applied so far, not just the highest: a migration merged from another
+     * branch may carry a lower number than one already applied, and still runs. */
+    int applied[256], napplied = 0;
+    struct db_stmt *st = db_stmt(db, "SELECT version FROM schema_migrations ORDER BY version");
+    while ((rc = db_next(st)) == ERR_OK && napplied < (int)(sizeof applied / sizeof *applied))
+        applied[napplied++] = (int)db_col_int(st, 0);
+    if (rc == ERR_OK) {
+        snprintf(errmsg, errlen, "more migrations applied than this build knows");
+        rc = ERR_INTERNAL;
+    }
     db_release(db); /* end the read snapshot before migrating */
+    if (rc != ERR_DONE)
+        goto unlock;
+    rc = ERR_OK;
     for (const struct embedded_file *f = embedded_files; f->name; f++) {
         if (strncmp(f->name, "src/store/migrations/", 21) != 0)
             continue;
@@ -95,7 +103,10 @@ enum err store_migrate(struct db *db, char *errmsg, size_t errlen)
         if (n < dl || strcmp(f->name + n - dl, dialect) != 0)
             continue;
         int v = migration_version(f->name);
-        if (v <= current)
+        bool done = false;
+        for (int k = 0; k < napplied && !done; k++)
+            done = applied[k] == v;
+        if (done)
             continue;
         char *sql = xstrndup((const char *)f->data, f->len);
         rc = db_begin(db);

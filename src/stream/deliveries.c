@@ -132,10 +132,11 @@ enum err deliveries_claim(struct db *db, const char *tenant, const char *integra
                      "integration_id = ? AND state = 'pending'");
     db_bind_text(st, 1, tenant);
     db_bind_text(st, 2, integration);
-    if (db_next(st) == ERR_OK && !db_col_null(st, 0))
+    rc = db_next(st);
+    if (rc == ERR_OK && !db_col_null(st, 0))
         *next_due = db_col_int(st, 0);
     db_release(db);
-    return ERR_OK;
+    return rc == ERR_OK || rc == ERR_DONE ? ERR_OK : rc;
 }
 
 enum err deliveries_record_attempt(struct db *db, const struct attempt_outcome *o)
@@ -439,30 +440,42 @@ void deliveries_render_metrics(struct buf *out)
     struct db *db = store_reader();
     if (!db)
         return;
-    buf_puts(out, "# HELP sluice_deliveries Unfinished deliveries by state.\n"
-                  "# TYPE sluice_deliveries gauge\n");
+    /* A family is written only when its query read every row: a storage error leaves it out
+     * rather than exporting part of it as if it were all. */
     struct db_stmt *st =
         db_stmt(db, "SELECT state, COUNT(*) FROM deliveries WHERE state IN " DELIVERIES_UNFINISHED
                     " GROUP BY state");
     const char *states[] = {"waiting", "held", "pending", "in_flight"};
     int64_t counts[4] = {0};
-    while (db_next(st) == ERR_OK)
+    enum err rc;
+    while ((rc = db_next(st)) == ERR_OK)
         for (int i = 0; i < 4; i++)
             if (!strcmp(db_col_text(st, 0), states[i]))
                 counts[i] = db_col_int(st, 1);
-    for (int i = 0; i < 4; i++)
-        buf_printf(out, "sluice_deliveries{state=\"%s\"} %lld\n", states[i], (long long)counts[i]);
-    buf_puts(out, "# HELP sluice_delivery_oldest_pending_age_seconds Age of the oldest "
-                  "unfinished delivery per integration.\n"
-                  "# TYPE sluice_delivery_oldest_pending_age_seconds gauge\n");
+    if (rc == ERR_DONE) {
+        buf_puts(out, "# HELP sluice_deliveries Unfinished deliveries by state.\n"
+                      "# TYPE sluice_deliveries gauge\n");
+        for (int i = 0; i < 4; i++)
+            buf_printf(out, "sluice_deliveries{state=\"%s\"} %lld\n", states[i],
+                       (long long)counts[i]);
+    }
     st = db_stmt(db, "SELECT tenant_id, integration_id, MIN(created_at) FROM deliveries WHERE "
                      "state IN " DELIVERIES_UNFINISHED " GROUP BY tenant_id, integration_id");
     int64_t now = time_now_ms();
-    while (db_next(st) == ERR_OK)
-        buf_printf(out,
+    struct buf ages;
+    buf_init(&ages);
+    while ((rc = db_next(st)) == ERR_OK)
+        buf_printf(&ages,
                    "sluice_delivery_oldest_pending_age_seconds{tenant=\"%s\",integration=\"%s\"} "
                    "%.3f\n",
                    db_col_text(st, 0), db_col_text(st, 1),
                    (double)(now - db_col_int(st, 2)) / 1000.0);
+    if (rc == ERR_DONE) {
+        buf_puts(out, "# HELP sluice_delivery_oldest_pending_age_seconds Age of the oldest "
+                      "unfinished delivery per integration.\n"
+                      "# TYPE sluice_delivery_oldest_pending_age_seconds gauge\n");
+        buf_append(out, ages.data ? ages.data : "", ages.len);
+    }
+    buf_cleanup(&ages);
     db_release(db);
 }

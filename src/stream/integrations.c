@@ -47,6 +47,16 @@ bool integration_events_match(json_t *patterns, const char *type, const char *en
     return false;
 }
 
+bool integration_selects(json_t *patterns, int64_t start_at, int64_t end_at, const char *type,
+                         const char *entity, int64_t published_at)
+{
+    if (end_at >= 0 && published_at >= end_at)
+        return false; /* past its end date: matches nothing */
+    if (start_at >= 0 && published_at < start_at)
+        return false;
+    return integration_events_match(patterns, type, entity);
+}
+
 /* Is `entity` an entity of the built-in catalog or of the tenant's registered types? */
 static enum err entity_known(struct db *db, const char *tenant, const char *entity)
 {
@@ -163,6 +173,12 @@ enum err integration_parse(json_t *body, const struct integration *existing, con
             verrs_add(v, "end_at", "only a temporary integration has an end date");
         if (out->start_at >= 0 && out->end_at >= 0 && out->end_at <= out->start_at)
             verrs_add(v, "end_at", "must be after start_at");
+        else if (out->end_at >= 0 && out->end_at <= now && out->start_at < 0)
+            /* It would take nothing and stop at once. With a start_at before it, a past
+             * end_at is the replay of that window, and welcome. */
+            verrs_add(v, "end_at",
+                      "is in the past: this integration would receive nothing (give a future "
+                      "end_at, or a start_at too to re-send a past window)");
         const char *ord = json_string_value(json_object_get(body, "ordering"));
         if (json_object_get(body, "ordering") &&
             (!ord || (strcmp(ord, "entity") && strcmp(ord, "none"))))
@@ -280,7 +296,8 @@ enum err integration_insert(struct db *db, const struct integration *in)
     assert(store_is_writer());
     struct db_stmt *st =
         db_stmt(db, "INSERT INTO integrations (" INTEGRATION_COLS
-                    ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+                    ", incarnation) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+                    "?)");
     db_bind_text(st, 1, in->tenant);
     db_bind_text(st, 2, in->id);
     db_bind_text(st, 3, in->type);
@@ -299,6 +316,9 @@ enum err integration_insert(struct db *db, const struct integration *in)
     db_bind_opt_int(st, 16, in->last_attempt_at);
     db_bind_int(st, 17, in->created_at);
     db_bind_int(st, 18, in->updated_at);
+    char incarnation[ID_MAX]; /* a new log starts with every creation (logs show only it) */
+    id_new("inc", in->created_at, incarnation);
+    db_bind_text(st, 19, incarnation);
     enum err rc = db_run(st);
     return rc == ERR_OK ? tenant_config_bump(db, in->tenant) : rc;
 }
@@ -373,9 +393,11 @@ enum err integration_log(struct db *db, const char *tenant, const char *id, cons
     char lid[ID_MAX];
     int64_t now = time_now_ms();
     id_new("log", now, lid);
-    struct db_stmt *st = db_stmt(db, "INSERT INTO integration_logs (tenant_id, integration_id, "
-                                     "id, action, reason, actor, created_at) VALUES (?, ?, ?, ?, "
-                                     "?, ?, ?)");
+    /* The row belongs to the integration's current incarnation (none once deleted). */
+    struct db_stmt *st = db_stmt(
+        db, "INSERT INTO integration_logs (tenant_id, integration_id, id, action, reason, actor, "
+            "created_at, incarnation) VALUES (?, ?, ?, ?, ?, ?, ?, (SELECT i.incarnation FROM "
+            "integrations i WHERE i.tenant_id = ? AND i.id = ?))");
     db_bind_text(st, 1, tenant);
     db_bind_text(st, 2, id);
     db_bind_text(st, 3, lid);
@@ -383,6 +405,8 @@ enum err integration_log(struct db *db, const char *tenant, const char *id, cons
     db_bind_text(st, 5, reason);
     db_bind_text(st, 6, actor);
     db_bind_int(st, 7, now);
+    db_bind_text(st, 8, tenant);
+    db_bind_text(st, 9, id);
     return db_run(st);
 }
 
@@ -533,7 +557,8 @@ json_t *integration_to_json(struct db *db, const struct integration *in)
     db_bind_text(st, 1, in->tenant);
     db_bind_text(st, 2, in->id);
     int64_t pending = 0;
-    while (db_next(st) == ERR_OK) {
+    enum err rc;
+    while ((rc = db_next(st)) == ERR_OK) {
         const char *s = db_col_text(st, 0);
         int64_t n = db_col_int(st, 1);
         if (!strcmp(s, "succeeded") || !strcmp(s, "failed") || !strcmp(s, "rejected") ||
@@ -541,6 +566,11 @@ json_t *integration_to_json(struct db *db, const struct integration *in)
             json_object_set_new(stats, s, json_integer(n));
         else
             pending += n;
+    }
+    if (rc != ERR_DONE) { /* never a partial answer: the caller fails with 503 */
+        json_decref(stats);
+        json_decref(o);
+        return NULL;
     }
     json_object_set_new(stats, "pending", json_integer(pending));
     json_set_time(stats, "last_attempt_at", in->last_attempt_at);

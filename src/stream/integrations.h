@@ -90,11 +90,17 @@ enum err integration_lag_end(struct db *db, const char *tenant, const char *id, 
 /* Bumps the tenant's configuration version (routing indexes rebuild). */
 enum err tenant_config_bump(struct db *db, const char *tenant);
 
-/* Renders the integration with masked secrets and its delivery stats (read from db). */
+/* Renders the integration with masked secrets and its delivery stats (read from db): a new
+ * reference, or NULL when the stats cannot be read (storage error). */
 json_t *integration_to_json(struct db *db, const struct integration *in);
 /* Opens a sealed secret; returns a malloc'd plaintext or NULL. */
 char *integration_secret_open(const char *sealed);
 /* Whether an event type matches any subscription of a JSON array text of patterns. */
 bool integration_events_match(json_t *patterns, const char *type, const char *entity);
+/* Whether an integration with these subscriptions and dates (-1: none) selects an event
+ * published at published_at: the one rule that routing applies at publish time and
+ * redeliver before it queues an event again. */
+bool integration_selects(json_t *patterns, int64_t start_at, int64_t end_at, const char *type,
+                         const char *entity, int64_t published_at);
 
 #endif

@@ -114,12 +114,9 @@ enum err routing_route(struct db *db, struct routing_tenant *rt, const struct ev
     int n = 0;
     for (int i = 0; i < rt->n; i++) {
         struct sub *s = &rt->subs[i];
-        if (s->end_at >= 0 && ev->published_at >= s->end_at)
-            continue; /* past its end date: matches nothing (the scheduler stops it) */
-        if (s->start_at >= 0 && ev->published_at < s->start_at)
-            continue;
-        if (!integration_events_match(s->patterns, ev->type, ev->entity))
-            continue;
+        if (!integration_selects(s->patterns, s->start_at, s->end_at, ev->type, ev->entity,
+                                 ev->published_at))
+            continue; /* past its end date (the scheduler stops it), before its start... */
         enum err rc = deliveries_insert(db, rt->tenant, s->id, s->paused, s->entity_order, ev->id,
                                         ev->entity, ev->entity_id, ev->published_at);
         if (rc != ERR_OK)

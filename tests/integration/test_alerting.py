@@ -67,6 +67,24 @@ def test_report_validate_list_and_get(acme):
     assert_problem(srv.request("GET", "/v1/alerts/alr_missing", token=key), 404)
 
 
+def test_event_stream_failures_cannot_be_reported(acme):
+    """event_stream.* alerts are raised by Sluice itself for its integrations; a tenant's key
+    cannot report one (it would pass for a real delivery failure): 422, nothing stored."""
+    srv, key = acme
+    for ev in ("event_stream.delivery_failed", "event_stream.event_rejected",
+               "event_stream.integration_stopped"):
+        body = assert_problem(srv.request("POST", "/v1/alerts", alert(event=ev), token=key),
+                              422, "event")
+        assert "raised by Sluice itself" in body["detail"], body
+    body = assert_problem(srv.request("POST", "/v1/alerts", {"alerts": [
+        alert(), alert(event="event_stream.delivery_failed")]}, token=key), 422,
+        "alerts[1].event")
+    assert req(srv, key, "GET", "/v1/alerts", expect=200)["data"] == []
+    # they are still failure types one can watch with a policy
+    assert "event_stream.delivery_failed" in [
+        t["name"] for t in req(srv, key, "GET", "/v1/failure-types", expect=200)["data"]]
+
+
 def test_tasks_and_recovery(acme):
     srv, key = acme
     t1 = req(srv, key, "POST", "/v1/tasks",

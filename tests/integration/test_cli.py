@@ -118,3 +118,32 @@ def test_given_admin_token_is_not_written(start_server):
     assert not os.path.exists(os.path.join(srv.data_dir, "admin-token"))
     status, _, body = srv.admin("GET", "/v1/admin/tenants")
     assert status == 200, body
+
+
+@pytest.mark.parametrize("db", ["sqlite", "postgres"])
+def test_taken_listen_address_is_named_and_nothing_is_created(tmp_path, request, db):
+    """A taken --listen address fails start-up with the address asked for (it once said
+    "port 0"), before anything is written: no data dir, admin token, key or database."""
+    import socket
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    port = holder.getsockname()[1]
+    d = tmp_path / "d"
+    args = ["serve", "--data-dir", str(d), "--listen", f"127.0.0.1:{port}"]
+    if db == "postgres":
+        pg = request.getfixturevalue("pg")
+        pg.psql("CREATE DATABASE taken")
+        args += ["--db", pg.url("taken")]
+    try:
+        r = run(*args)
+    finally:
+        holder.close()
+    assert r.returncode != 0
+    assert r.stderr.strip() == f"sluice: cannot listen on 127.0.0.1:{port}: Address already in use", \
+        r.stderr
+    assert "port 0" not in r.stdout + r.stderr
+    assert not d.exists(), sorted(os.listdir(d))
+    if db == "postgres":  # no migration ran either
+        assert pg.psql("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'",
+                       db="taken").strip() == "0"

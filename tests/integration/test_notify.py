@@ -30,15 +30,18 @@ def start(start_server, db, smtp, extra=()):
     return srv, make_key(srv, "acme", ALL_PERMS, name="ops")
 
 
-def check_mail(msg, rcpts):
-    """Structure and headers every Sluice mail has."""
+def check_mail(msg, rcpt):
+    """Structure and headers every Sluice mail has. Each recipient gets a mail of their own
+    (its unsubscribe link names them)."""
     assert msg["From"] == FROM
-    assert sorted(a.strip() for a in msg["To"].split(",")) == sorted(rcpts)
-    assert sorted(msg["X-RcptTo"].split(", ")) == sorted(rcpts)  # the SMTP envelope
+    assert msg["To"] == rcpt
+    assert msg["X-RcptTo"] == rcpt  # the SMTP envelope
     assert msg["Date"] and msg["Date"].datetime.tzinfo is not None
     assert re.fullmatch(r"<ntf_[0-9A-Z]{26}@sluice\.acme\.example>", msg["Message-ID"])
     assert msg["Auto-Submitted"] == "auto-generated"
-    assert msg["List-Unsubscribe"].startswith(f"<{PUBLIC}/")
+    assert re.fullmatch(rf"<{re.escape(PUBLIC)}/unsubscribe/[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+>",
+                        msg["List-Unsubscribe"])
+    assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"  # RFC 8058
     assert msg.get_content_type() == "multipart/alternative"
     parts = [p.get_content_type() for p in msg.iter_parts()]
     assert parts == ["text/plain", "text/html"]
@@ -56,13 +59,22 @@ def test_immediate_mail_open_and_close(start_server, db, smtp):
            notify_on=["opened", "closed"], auto_close_after=None)
     report(srv, key, alert())
     (iss,) = issues(srv, key)
-    (msg,) = wait_for(lambda: smtp.messages() or None, 10, what="the opened mail")
-    text, html = check_mail(msg, ["ops@acme.example", "oncall@acme.example"])
-    assert msg["Subject"] == "[Sluice] 1 opened — Acme"
-    assert msg["In-Reply-To"] == f"<{iss['id']}@sluice.acme.example>"
-    assert msg["References"] == f"<{iss['id']}@sluice.acme.example>"
-    assert "order.import_failed on shopify-main" in text
-    assert f"{PUBLIC}/#/issues/{iss['id']}" in text and f'href="{PUBLIC}/#/issues/{iss["id"]}"' in html
+    opened = wait_for(lambda: (lambda m: m if len(m) >= 2 else None)(smtp.messages()), 10,
+                      what="the opened mail, one per address")
+    assert sorted(m["To"] for m in opened) == ["oncall@acme.example", "ops@acme.example"]
+    assert opened[0]["Message-ID"] == opened[1]["Message-ID"]  # one message, two copies
+    assert opened[0]["List-Unsubscribe"] != opened[1]["List-Unsubscribe"]
+    for msg in opened:
+        text, html = check_mail(msg, msg["To"])
+        assert msg["Subject"] == "[Sluice] 1 opened — Acme"
+        assert msg["In-Reply-To"] == f"<{iss['id']}@sluice.acme.example>"
+        assert msg["References"] == f"<{iss['id']}@sluice.acme.example>"
+        assert "order.import_failed on shopify-main" in text
+        assert f"{PUBLIC}/#/issues/{iss['id']}" in text
+        assert f'href="{PUBLIC}/#/issues/{iss["id"]}"' in html
+        unsub = msg["List-Unsubscribe"][1:-1]
+        assert f"Stop these mails: {unsub}" in text and f'href="{unsub}"' in html
+    msg = opened[0]
     # the notification row and the timeline say it was sent
     ntf = wait_for(lambda: [n for n in req(srv, key, "GET", "/v1/notifications", expect=200)["data"]
                             if n["status"] == "sent"] or None, 10, what="sent status")
@@ -73,16 +85,17 @@ def test_immediate_mail_open_and_close(start_server, db, smtp):
     # more alerts on the same issue send nothing; closing sends "closed" in the same thread
     report(srv, key, [alert(), alert()])
     req(srv, key, "POST", f"/v1/issues/{iss['id']}/close", expect=200)
-    msgs = wait_for(lambda: (lambda m: m if len(m) >= 2 else None)(smtp.messages()), 10,
+    msgs = wait_for(lambda: (lambda m: m if len(m) >= 4 else None)(smtp.messages()), 10,
                     what="the closed mail")
-    assert len(msgs) == 2
-    assert msgs[1]["Subject"] == "[Sluice] 1 closed — Acme"
-    assert msgs[1]["In-Reply-To"] == msg["In-Reply-To"]
-    assert msgs[1]["Message-ID"] != msg["Message-ID"]
+    assert len(msgs) == 4
+    for closed in msgs[2:]:
+        assert closed["Subject"] == "[Sluice] 1 closed — Acme"
+        assert closed["In-Reply-To"] == msg["In-Reply-To"]
+        assert closed["Message-ID"] != msg["Message-ID"]
     # an alert that matches no policy notifies no one
     report(srv, key, alert(event="shipment.export_failed"))
     time.sleep(1.0)
-    assert len(smtp.messages()) == 2
+    assert len(smtp.messages()) == 4
     status, _, text = srv.request("GET", "/metrics")
     assert 'sluice_notifications_total{outcome="sent"} 2' in text
 
@@ -98,7 +111,7 @@ def test_batched_digest_one_mail_per_window(start_server, db, smtp):
     report(srv, key, sent)  # one transaction: one window
     assert len(issues(srv, key, "limit=1000")) == 26
     (msg,) = wait_for(lambda: smtp.messages() or None, 10, what="the digest")
-    text, html = check_mail(msg, ["ops@acme.example"])
+    text, html = check_mail(msg, "ops@acme.example")
     assert msg["Subject"] == "[Sluice] 26 opened — Acme"
     refs = msg["References"].split()
     assert len(refs) == 26 and all(re.fullmatch(r"<iss_[0-9A-Z]{26}@sluice\.acme\.example>", r)
@@ -142,7 +155,7 @@ def test_smtp_down_retries_then_delivers(start_server, db, smtp):
     assert ready["checks"]["smtp"] not in ("ok", "disabled")
     smtp.start()
     (msg,) = wait_for(lambda: smtp.messages() or None, 20, what="the mail after recovery")
-    check_mail(msg, ["ops@acme.example"])
+    check_mail(msg, "ops@acme.example")
     assert msg["Message-ID"] == f"<{ntf[0]['id']}@sluice.acme.example>"
     wait_for(lambda: "notified" in [e["kind"] for e in timeline(srv, key, iss["id"])], 10,
              what="notified on the timeline")
@@ -266,7 +279,7 @@ def test_tls_mail_with_a_verified_certificate(start_server, db, tmp_path, mode):
                      args=["--time-scale", "3600", "--smtp-url", smtp.url, "--smtp-from", FROM,
                            "--public-url", PUBLIC, "--lease", "2s", "--smtp-ca-file", smtp.cert])
         (msg,) = wait_for(lambda: smtp.messages() or None, 20, what="the mail over TLS")
-        check_mail(msg, ["ops@acme.example"])
+        check_mail(msg, "ops@acme.example")
         assert msg["Message-ID"] == f"<{ntf[0]['id']}@sluice.acme.example>"
         assert smtp.handler.tls == [True]
     finally:

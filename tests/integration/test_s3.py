@@ -396,6 +396,7 @@ def test_s3_wrong_secret_alerts_retries_and_recovers_after_patch(start_server, d
     assert status == 422, body
     assert "SignatureDoesNotMatch" in body["detail"], body
     assert body["errors"][0]["code"] == "SignatureDoesNotMatch"
+    assert body["errors"][0]["field"] == "target.secret_access_key"  # a form shows it there
     create(srv, key, "bad", s3_target(s3clean, P() + "t3/", secret_access_key="wrong"), verify=False)
     ids = publish(srv, key, {"events": [{"type": "order.created", "entity_id": "O1",
                                          "payload": payload(1)}]})["ids"]
@@ -438,6 +439,7 @@ def test_s3_missing_bucket_is_404_and_alerted(start_server, db, s3clean, request
                                    "target": s3_target(s3clean, P() + "t4/", bucket="no-such-bucket")},
                                   token=key)
     assert status == 422 and "NoSuchBucket" in body["detail"], body
+    assert body["errors"][0]["field"] == "target.bucket"
     create(srv, key, "nb", s3_target(s3clean, P() + "t4/", bucket="no-such-bucket"), verify=False)
     publish(srv, key, {"type": "order.created", "entity_id": "O1", "payload": {}})
     rows = wait_for(lambda: db_rows(srv, pg, "SELECT event, message FROM alerts WHERE "

@@ -123,8 +123,10 @@ def test_delete_drops_pending_and_keeps_the_event_log(stream):
     assert s.ok("GET", "/v1/integrations")["data"] == []
     for e in ids:  # the event log is untouched
         assert s.ok("GET", f"/v1/events/{e}")["id"] == e
-    # A new integration with the same id starts empty: the dropped backlog does not return.
+    # A new integration with the same id starts empty: the dropped backlog does not return,
+    # and neither do the old integration's log rows (created, paused, deleted).
     s.create("erp")
+    assert [(l["action"], l["reason"]) for l in s.logs("erp")] == [("started", "created")]
     live = s.publish([order("O-3")])
     s.wait_status("erp", live, "success")
     idle(0.3)
@@ -328,7 +330,9 @@ def test_events_view_filters_and_pagination(stream):
     assert [r["event_id"] for r in rej] == every[-1:], rej
     rej = s.ok("GET", f"/v1/integrations/erp/rejected-events?to={fmt_time(mid)}")["data"]
     assert rej == [], rej
-    assert s.attempts("erp", "evt_01NOSUCH0000000000000000000") == []
+    # the attempts of an event the integration never had: 404, not an empty list
+    assert_problem(s.req("GET", "/v1/integrations/erp/events/evt_01NOSUCH0000000000000000000"
+                                "/attempts"), 404)
 
 
 # --------------------------------------------------------------------------- redeliver
@@ -345,7 +349,7 @@ def test_redeliver_by_ids_and_by_status(stream):
 
     s.rcv.set("/erp", 200)
     assert s.ok("POST", "/v1/integrations/erp/redeliver", {"status": "rejected"},
-                expect=202) == {"queued": 2}
+                expect=202) == {"queued": 2, "not_selected": 0}
     reqs = s.rcv.wait("/erp", 5)
     again = reqs[3:]
     deadline = time.monotonic() + 10
@@ -362,13 +366,13 @@ def test_redeliver_by_ids_and_by_status(stream):
                                                  "success"], rows
 
     assert s.ok("POST", "/v1/integrations/erp/redeliver", {"event_ids": [ids[2]]},
-                expect=202) == {"queued": 1}
+                expect=202) == {"queued": 1, "not_selected": 0}
     s.rcv.wait("/erp", 6)
     assert s.rcv.got("/erp")[5].json["id"] == ids[2]
     # a window that holds no rejections
     assert s.ok("POST", "/v1/integrations/erp/redeliver",
                 {"status": "rejected", "from": fmt_time(time.time() + 3600)},
-                expect=202) == {"queued": 0}
+                expect=202) == {"queued": 0, "not_selected": 0}
     assert_problem(s.req("POST", "/v1/integrations/erp/redeliver",
                          {"event_ids": ["evt_01NOSUCHEVENT0000000000000"]}), 422)
     assert_problem(s.req("POST", "/v1/integrations/erp/redeliver", {"status": "success"}), 422,
@@ -380,11 +384,67 @@ def test_redeliver_by_ids_and_by_status(stream):
     # redelivering to a paused integration queues the event until resume
     s.ok("POST", "/v1/integrations/erp/pause")
     assert s.ok("POST", "/v1/integrations/erp/redeliver", {"event_ids": [ids[2]]},
-                expect=202) == {"queued": 1}
+                expect=202) == {"queued": 1, "not_selected": 0}
     idle(0.3)
     assert len(s.rcv.got("/erp")) == 6
     s.ok("POST", "/v1/integrations/erp/resume")
     assert s.rcv.wait("/erp", 7)[6].json["id"] == ids[2]
+
+
+def test_redeliver_validates_like_routing(stream):
+    """Redeliver sends only what routing would: an event the integration does not select
+    (its events, its start and end) is refused by name, a stopped integration takes
+    nothing, and in both cases nothing is sent."""
+    s = stream(args=["--time-scale", "100"])
+    s.create("erp", ordering="none")
+    s.rcv.set("/erp", lambda r: 400 if r.json["entity_id"] == "BAD" else 200)
+    o1, bad, shp = s.publish([order("O-1"), order("BAD"),
+                              {"type": "shipment.created", "entity_id": "S-1", "payload": {}}])
+    s.wait_status("erp", [o1], "success")
+    s.wait_status("erp", [bad], "rejected")
+    sent = len(s.rcv.got("/erp"))
+    assert sent == 2
+    # an event the integration does not select, among ones it does: refused, by name
+    body = assert_problem(s.req("POST", "/v1/integrations/erp/redeliver",
+                                {"event_ids": [o1, shp]}), 422, "event_ids[1]")
+    assert shp in body["detail"], body
+    # by status, after the subscription changed: what it no longer selects is not sent
+    s.ok("PATCH", "/v1/integrations/erp", {"events": ["shipment"]})
+    assert s.ok("POST", "/v1/integrations/erp/redeliver", {"status": "rejected"},
+                expect=202) == {"queued": 0, "not_selected": 1}
+    assert_problem(s.req("POST", "/v1/integrations/erp/redeliver", {"event_ids": [bad]}), 422,
+                   "event_ids[0]")
+    # an event published before a start_at is not selected either
+    s.create("late", start_at=fmt_time(time.time()))
+    assert_problem(s.req("POST", "/v1/integrations/late/redeliver", {"event_ids": [o1]}), 422,
+                   "event_ids[0]")
+    # a stopped integration (past its end date) takes nothing, selected or not
+    s.create("promo", type="temporary", end_at=fmt_time(time.time() + 1), ordering="none")
+    p1 = s.publish([order("O-2")])[0]
+    s.wait_status("promo", [p1], "success")
+    s.wait_status("late", [p1], "success")  # live events after its start_at: selected
+    s.wait_state("promo", "stopped", timeout=10)
+    for body in ({"event_ids": [p1]}, {"status": "failure"}):
+        assert_problem(s.req("POST", "/v1/integrations/promo/redeliver", body), 409)
+    idle(0.3)
+    assert len(s.rcv.got("/erp")) == sent and len(s.rcv.got("/promo")) == 1, "nothing sent"
+    assert [r.json["id"] for r in s.rcv.got("/late")] == [p1]
+    assert len(s.events("erp")) == 2 and len(s.events("promo")) == 1
+    assert [r["event_id"] for r in s.events("late")] == [p1]
+
+
+def test_temporary_integration_ending_in_the_past_is_refused(stream):
+    """It would take nothing and stop at once: 422, and nothing is created. With a start_at
+    before it, a past end_at is the replay of that window (test_backfill_window...)."""
+    s = stream()
+    past = fmt_time(time.time() - 60)
+    assert_problem(s.req("POST", "/v1/integrations", {
+        "id": "t", "type": "temporary", "end_at": past, "events": ["order"],
+        "target": {"type": "webhook", "url": s.rcv.url("/t")}}), 422, "end_at")
+    assert_problem(s.req("GET", "/v1/integrations/t"), 404)
+    assert s.ok("GET", "/v1/integrations")["data"] == []
+    created = s.create("t", type="temporary", start_at=fmt_time(time.time() - 120), end_at=past)
+    assert created["state"] in ("active", "stopped"), created
 
 
 # --------------------------------------------------------------------------- SSRF guard

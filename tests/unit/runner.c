@@ -19,11 +19,13 @@ static const struct {
     const char *name;
     void (*run)(void);
 } suites[] = {
-    {"alert", unit_alert},       {"buf", unit_buf},       {"catalog", unit_catalog},
-    {"config", unit_config},     {"crypto", unit_crypto}, {"db", unit_db},
-    {"deliver", unit_deliver},   {"id", unit_id},         {"json", unit_json},
-    {"metrics", unit_metrics},   {"retry", unit_retry},   {"stream", unit_stream},
-    {"timeutil", unit_timeutil},
+    {"alert", unit_alert},     {"buf", unit_buf},
+    {"catalog", unit_catalog}, {"config", unit_config},
+    {"crypto", unit_crypto},   {"db", unit_db},
+    {"deliver", unit_deliver}, {"id", unit_id},
+    {"json", unit_json},       {"list", unit_list},
+    {"metrics", unit_metrics}, {"retry", unit_retry},
+    {"stream", unit_stream},   {"timeutil", unit_timeutil},
 };
 
 static const char *g_filter;

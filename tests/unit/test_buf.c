@@ -97,6 +97,16 @@ static void test_buf_reset_and_steal(void)
     buf_cleanup(&b);
 }
 
+static void test_buf_put_html(void)
+{
+    struct buf b = BUF_INIT;
+    buf_put_html(&b, "<img src=x onerror='a(\"&\")'> ok");
+    ASSERT_EQ_STR(b.data, "&lt;img src=x onerror=&#39;a(&quot;&amp;&quot;)&#39;&gt; ok");
+    buf_put_html(&b, NULL); /* nothing */
+    ASSERT_EQ_STR(b.data, "&lt;img src=x onerror=&#39;a(&quot;&amp;&quot;)&#39;&gt; ok");
+    buf_cleanup(&b);
+}
+
 void unit_buf(void)
 {
     RUN(test_buf_empty);
@@ -104,4 +114,5 @@ void unit_buf(void)
     RUN(test_buf_grows);
     RUN(test_buf_printf);
     RUN(test_buf_reset_and_steal);
+    RUN(test_buf_put_html);
 }

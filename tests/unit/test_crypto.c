@@ -110,6 +110,31 @@ static void test_base64_round_trip(void)
     }
 }
 
+static void test_base64url_round_trip(void)
+{
+    unsigned char all[256];
+    for (int i = 0; i < 256; i++)
+        all[i] = (unsigned char)i;
+    for (size_t n = 0; n <= sizeof all; n += 37) {
+        char *e = base64url_encode(all, n);
+        ASSERT_TRUE(strspn(e, "+/=") == 0 && !strpbrk(e, "+/="));
+        unsigned char *d = NULL;
+        size_t dlen = 0;
+        ASSERT_EQ_ERR(base64url_decode(e, &d, &dlen), ERR_OK);
+        ASSERT_EQ_INT(dlen, n);
+        ASSERT_TRUE(n == 0 || memcmp(d, all, n) == 0);
+        free(d);
+        free(e);
+    }
+    static const char *const bad[] = {"Zg==", "Zm9v+A", "Zm9v/A", "Z", "Zm 9v", "Zm9v%A"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        unsigned char *d = NULL;
+        size_t dlen = 0;
+        ASSERT_EQ_ERR(base64url_decode(bad[i], &d, &dlen), ERR_INVALID);
+        ASSERT_TRUE(d == NULL);
+    }
+}
+
 static void test_base64_decode_invalid(void)
 {
     static const char *const bad[] = {
@@ -254,6 +279,7 @@ void unit_crypto(void)
     RUN(test_hex_decode_invalid);
     RUN(test_base64_round_trip);
     RUN(test_base64_decode_invalid);
+    RUN(test_base64url_round_trip);
     RUN(test_base64url);
     RUN(test_streq);
     RUN(test_random);

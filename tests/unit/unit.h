@@ -80,6 +80,7 @@ void unit_crypto(void);
 void unit_db(void);
 void unit_id(void);
 void unit_json(void);
+void unit_list(void);
 void unit_metrics(void);
 void unit_retry(void);
 void unit_stream(void);
