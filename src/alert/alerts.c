@@ -294,3 +294,40 @@ enum err alerts_purge(struct db *db, const char *tenant, int64_t before, int lim
     *tasks = db_changes(st);
     return ERR_OK;
 }
+
+/* --- rendering ------------------------------------------------------------------------ */
+
+json_t *alert_json_row(struct db_stmt *st)
+{
+    json_t *o = json_object();
+    json_set_str(o, "id", db_col_text(st, 0));
+    json_set_str(o, "event", db_col_text(st, 1));
+    json_set_str(o, "category", db_col_text(st, 2));
+    json_set_str(o, "connection", db_col_text(st, 3));
+    json_set_str(o, "entity_id", db_col_text(st, 4));
+    json_set_str(o, "task_id", db_col_text(st, 5));
+    json_set_str(o, "message", db_col_text(st, 6));
+    json_object_set_new(o, "details", json_stored(db_col_text(st, 7)));
+    json_set_time(o, "occurred_at", db_col_int(st, 8));
+    json_set_time(o, "created_at", db_col_int(st, 9));
+    json_set_time(o, "resolved_at", db_col_opt_int(st, 10));
+    return o;
+}
+
+enum err alert_json_issue_ids(struct db *db, const char *tenant, json_t *alert)
+{
+    json_t *ids = json_array();
+    struct db_stmt *q = db_stmt(db, "SELECT issue_id FROM issue_alerts WHERE tenant_id = ? AND "
+                                    "alert_id = ? ORDER BY issue_id");
+    db_bind_text(q, 1, tenant);
+    db_bind_text(q, 2, json_string_value(json_object_get(alert, "id")));
+    enum err rc;
+    while ((rc = db_next(q)) == ERR_OK)
+        json_array_append_new(ids, json_string(db_col_text(q, 0)));
+    if (rc != ERR_DONE) {
+        json_decref(ids);
+        return rc;
+    }
+    json_object_set_new(alert, "issue_ids", ids);
+    return ERR_OK;
+}

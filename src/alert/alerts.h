@@ -10,6 +10,7 @@
 
 #include "core/err.h"
 #include "core/id.h"
+#include "core/json.h"
 #include "store/db.h"
 
 struct alert_in {
@@ -68,5 +69,17 @@ enum err alerts_purge(struct db *db, const char *tenant, int64_t before, int lim
 
 /* Registers the alerting metrics (main thread, before the HTTP server starts). */
 void alerts_register_metrics(void);
+
+/* --- rendering (any thread, on the connection given) ------------------------------- */
+
+/* The columns alert_json_row reads, for "SELECT " ALERT_JSON_COLS " FROM alerts a ...". */
+#define ALERT_JSON_COLS                                                                            \
+    "a.id, a.event, a.category, a.connection, a.entity_id, a.task_id, a.message, a.details, "      \
+    "a.occurred_at, a.created_at, a.resolved_at"
+/* Renders the current row of such a query, without issue ids (caller decrefs). */
+json_t *alert_json_row(struct db_stmt *st);
+/* Adds "issue_ids" to a rendered alert (read from db); on a storage error returns it and
+ * adds nothing. */
+enum err alert_json_issue_ids(struct db *db, const char *tenant, json_t *alert);
 
 #endif

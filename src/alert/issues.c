@@ -756,3 +756,37 @@ enum err issues_auto_close(struct db *db, int64_t now, int64_t *closed)
     }
     return rc;
 }
+
+/* --- rendering ------------------------------------------------------------------------ */
+
+json_t *issue_json_row(struct db_stmt *st)
+{
+    json_t *o = json_object();
+    json_set_str(o, "id", db_col_text(st, 0));
+    json_set_str(o, "policy_id", db_col_text(st, 1));
+    json_set_str(o, "title", db_col_text(st, 2));
+    json_t *g = json_loads(db_col_text(st, 3), 0, NULL);
+    json_object_set_new(o, "group", g ? g : json_object());
+    json_set_str(o, "status", db_col_text(st, 4));
+    json_object_set_new(o, "alert_count", json_integer(db_col_int(st, 5)));
+    json_set_time(o, "opened_at", db_col_int(st, 6));
+    json_set_time(o, "last_alert_at", db_col_int(st, 7));
+    json_set_time(o, "acknowledged_at", db_col_opt_int(st, 8));
+    json_set_time(o, "closed_at", db_col_opt_int(st, 9));
+    json_set_str(o, "close_reason", db_col_text(st, 10));
+    json_set_str(o, "previous_issue_id", db_col_text(st, 11));
+    return o;
+}
+
+enum err issue_json_load(struct db *db, const char *tenant, const char *id, json_t **out)
+{
+    struct db_stmt *st =
+        db_stmt(db, "SELECT " ISSUE_JSON_COLS " FROM issues WHERE tenant_id = ? AND id = ?");
+    db_bind_text(st, 1, tenant);
+    db_bind_text(st, 2, id);
+    enum err rc = db_next(st);
+    if (rc != ERR_OK)
+        return rc == ERR_DONE ? ERR_NOT_FOUND : rc;
+    *out = issue_json_row(st);
+    return ERR_OK;
+}

@@ -46,4 +46,15 @@ enum err issues_auto_close(struct db *db, int64_t now, int64_t *closed);
 /* Metrics (registered once at start-up, main thread). */
 void issues_register_metrics(void);
 
+/* --- rendering (any thread, on the connection given) ------------------------------- */
+
+/* The columns issue_json_row reads, for "SELECT " ISSUE_JSON_COLS " FROM issues ...". */
+#define ISSUE_JSON_COLS                                                                            \
+    "id, policy_id, title, group_json, status, alert_count, opened_at, last_alert_at, "            \
+    "acknowledged_at, closed_at, close_reason, previous_issue_id"
+/* Renders the current row of such a query (caller decrefs). */
+json_t *issue_json_row(struct db_stmt *st);
+/* Reads and renders one issue into *out (caller decrefs); ERR_NOT_FOUND when absent. */
+enum err issue_json_load(struct db *db, const char *tenant, const char *id, json_t **out);
+
 #endif

@@ -7,8 +7,8 @@
 #include <string.h>
 
 #include "alert/alerts.h"
+#include "alert/issues.h"
 #include "api/api.h"
-#include "api/api_alerting.h"
 #include "api/list.h"
 #include "core/timeutil.h"
 #include "core/xalloc.h"
@@ -18,73 +18,26 @@
 #define MAX_MESSAGE 4096
 #define MAX_DETAILS (64 * 1024)
 
-/* --- shared helpers (api_alerting.h) ---------------------------------------------------- */
-
-static json_t *parse_details(const char *s)
-{
-    json_t *d = s ? json_loads(s, 0, NULL) : NULL;
-    return d ? d : json_null();
-}
-
-json_t *alerting_alert_row(struct db_stmt *st)
-{
-    /* columns: id, event, category, connection, entity_id, task_id, message, details,
-     * occurred_at, created_at, resolved_at */
-    json_t *o = json_object();
-    json_set_str(o, "id", db_col_text(st, 0));
-    json_set_str(o, "event", db_col_text(st, 1));
-    json_set_str(o, "category", db_col_text(st, 2));
-    json_set_str(o, "connection", db_col_text(st, 3));
-    json_set_str(o, "entity_id", db_col_text(st, 4));
-    json_set_str(o, "task_id", db_col_text(st, 5));
-    json_set_str(o, "message", db_col_text(st, 6));
-    json_object_set_new(o, "details", parse_details(db_col_text(st, 7)));
-    json_set_time(o, "occurred_at", db_col_int(st, 8));
-    json_set_time(o, "created_at", db_col_int(st, 9));
-    json_set_time(o, "resolved_at", db_col_opt_int(st, 10));
-    return o;
-}
-
-enum err alerting_alert_issues(struct db *db, const char *tenant, json_t *alert)
-{
-    json_t *ids = json_array();
-    struct db_stmt *q = db_stmt(db, "SELECT issue_id FROM issue_alerts WHERE tenant_id = ? AND "
-                                    "alert_id = ? ORDER BY issue_id");
-    db_bind_text(q, 1, tenant);
-    db_bind_text(q, 2, json_string_value(json_object_get(alert, "id")));
-    enum err rc = list_strings(q, ids);
-    if (rc != ERR_OK) {
-        json_decref(ids);
-        return rc;
-    }
-    json_object_set_new(alert, "issue_ids", ids);
-    return ERR_OK;
-}
-
 /* The list helper's expansion of an alert: its issue ids. */
 static enum err alert_expand(struct db *db, struct list_ctx *c, json_t *item)
 {
-    return alerting_alert_issues(db, c->tenant, item);
+    return alert_json_issue_ids(db, c->tenant, item);
 }
 
 /* Reads one alert by id with its issue ids into *out; ERR_NOT_FOUND when absent. */
 static enum err alert_load(struct db *db, const char *tenant, const char *id, json_t **out);
 
-#define ALERT_COLS                                                                                 \
-    "a.id, a.event, a.category, a.connection, a.entity_id, a.task_id, a.message, a.details, "      \
-    "a.occurred_at, a.created_at, a.resolved_at"
-
 static enum err alert_load(struct db *db, const char *tenant, const char *id, json_t **out)
 {
     struct db_stmt *st =
-        db_stmt(db, "SELECT " ALERT_COLS " FROM alerts a WHERE a.tenant_id = ? AND a.id = ?");
+        db_stmt(db, "SELECT " ALERT_JSON_COLS " FROM alerts a WHERE a.tenant_id = ? AND a.id = ?");
     db_bind_text(st, 1, tenant);
     db_bind_text(st, 2, id);
     enum err rc = db_next(st);
     if (rc != ERR_OK)
         return rc == ERR_DONE ? ERR_NOT_FOUND : rc;
-    json_t *o = alerting_alert_row(st);
-    if ((rc = alerting_alert_issues(db, tenant, o)) != ERR_OK) {
+    json_t *o = alert_json_row(st);
+    if ((rc = alert_json_issue_ids(db, tenant, o)) != ERR_OK) {
         json_decref(o);
         return rc;
     }
@@ -293,10 +246,10 @@ static const struct list_param alert_params[] = {
 const struct list_spec api_alerts_list_spec = {
     .name = "alerts",
     .params = alert_params,
-    .select = "SELECT " ALERT_COLS " FROM alerts a WHERE a.tenant_id = ?",
+    .select = "SELECT " ALERT_JSON_COLS " FROM alerts a WHERE a.tenant_id = ?",
     .binds = "T",
     LIST_NEWEST_FIRST("a.id", 0),
-    .row = alerting_alert_row,
+    .row = alert_json_row,
     .expand = alert_expand,
 };
 
@@ -322,25 +275,26 @@ static enum err task_json(struct db *db, const char *tenant, const char *id, jso
     json_set_str(o, "status", db_col_text(st, 4));
     json_set_time(o, "started_at", db_col_opt_int(st, 5));
     json_set_time(o, "finished_at", db_col_opt_int(st, 6));
-    json_object_set_new(o, "details", parse_details(db_col_text(st, 7)));
+    json_object_set_new(o, "details", json_stored(db_col_text(st, 7)));
     json_set_time(o, "created_at", db_col_int(st, 8));
     json_set_time(o, "updated_at", db_col_int(st, 9));
     /* The task's newest alerts; all of them page through GET /v1/alerts?task_id=. */
     json_t *alerts = json_array();
-    st = db_stmt(db, "SELECT " ALERT_COLS " FROM alerts a WHERE a.tenant_id = ? AND a.task_id = "
-                     "? ORDER BY a.id DESC LIMIT ?");
+    st = db_stmt(db,
+                 "SELECT " ALERT_JSON_COLS " FROM alerts a WHERE a.tenant_id = ? AND a.task_id = "
+                 "? ORDER BY a.id DESC LIMIT ?");
     db_bind_text(st, 1, tenant);
     db_bind_text(st, 2, id);
     db_bind_int(st, 3, TASK_ALERTS_SHOWN + 1);
     while ((rc = db_next(st)) == ERR_OK)
-        json_array_append_new(alerts, alerting_alert_row(st));
+        json_array_append_new(alerts, alert_json_row(st));
     bool more = json_array_size(alerts) > TASK_ALERTS_SHOWN;
     if (more)
         json_array_remove(alerts, TASK_ALERTS_SHOWN);
     if (rc == ERR_DONE)
         rc = ERR_OK;
     for (size_t i = 0; i < json_array_size(alerts) && rc == ERR_OK; i++)
-        rc = alerting_alert_issues(db, tenant, json_array_get(alerts, i));
+        rc = alert_json_issue_ids(db, tenant, json_array_get(alerts, i));
     if (rc != ERR_OK) {
         json_decref(alerts);
         json_decref(o);
@@ -377,9 +331,8 @@ void api_alerts_get(struct http_req *req)
     json_array_foreach(ids, i, e)
     {
         json_t *iss;
-        enum err r = rc == ERR_OK
-                         ? alerting_issue_json(db, req->auth.tenant, json_string_value(e), &iss)
-                         : rc;
+        enum err r =
+            rc == ERR_OK ? issue_json_load(db, req->auth.tenant, json_string_value(e), &iss) : rc;
         if (r == ERR_OK)
             json_array_append_new(issues, iss);
         else if (r != ERR_NOT_FOUND)

@@ -10,49 +10,10 @@
 #include "alert/issues.h"
 #include "alert/policies.h"
 #include "api/api.h"
-#include "api/api_alerting.h"
 #include "api/list.h"
 #include "core/timeutil.h"
 #include "core/xalloc.h"
 #include "notify/notifier.h"
-
-/* --- issues rendering ----------------------------------------------------------------- */
-
-#define ISSUE_COLS                                                                                 \
-    "id, policy_id, title, group_json, status, alert_count, opened_at, last_alert_at, "            \
-    "acknowledged_at, closed_at, close_reason, previous_issue_id"
-
-static json_t *issue_row(struct db_stmt *st)
-{
-    json_t *o = json_object();
-    json_set_str(o, "id", db_col_text(st, 0));
-    json_set_str(o, "policy_id", db_col_text(st, 1));
-    json_set_str(o, "title", db_col_text(st, 2));
-    json_t *g = json_loads(db_col_text(st, 3), 0, NULL);
-    json_object_set_new(o, "group", g ? g : json_object());
-    json_set_str(o, "status", db_col_text(st, 4));
-    json_object_set_new(o, "alert_count", json_integer(db_col_int(st, 5)));
-    json_set_time(o, "opened_at", db_col_int(st, 6));
-    json_set_time(o, "last_alert_at", db_col_int(st, 7));
-    json_set_time(o, "acknowledged_at", db_col_opt_int(st, 8));
-    json_set_time(o, "closed_at", db_col_opt_int(st, 9));
-    json_set_str(o, "close_reason", db_col_text(st, 10));
-    json_set_str(o, "previous_issue_id", db_col_text(st, 11));
-    return o;
-}
-
-enum err alerting_issue_json(struct db *db, const char *tenant, const char *id, json_t **out)
-{
-    struct db_stmt *st =
-        db_stmt(db, "SELECT " ISSUE_COLS " FROM issues WHERE tenant_id = ? AND id = ?");
-    db_bind_text(st, 1, tenant);
-    db_bind_text(st, 2, id);
-    enum err rc = db_next(st);
-    if (rc != ERR_OK)
-        return rc == ERR_DONE ? ERR_NOT_FOUND : rc;
-    *out = issue_row(st);
-    return ERR_OK;
-}
 
 /* --- policies ------------------------------------------------------------------------- */
 
@@ -443,10 +404,10 @@ static const struct list_param issue_params[] = {
 const struct list_spec api_issues_list_spec = {
     .name = "issues",
     .params = issue_params,
-    .select = "SELECT " ISSUE_COLS " FROM issues i WHERE tenant_id = ?",
+    .select = "SELECT " ISSUE_JSON_COLS " FROM issues i WHERE tenant_id = ?",
     .binds = "T",
     LIST_NEWEST_FIRST("id", 0),
-    .row = issue_row,
+    .row = issue_json_row,
 };
 
 void api_issues_get(struct http_req *req)
@@ -455,7 +416,7 @@ void api_issues_get(struct http_req *req)
     if (!db)
         return;
     json_t *o;
-    enum err rc = alerting_issue_json(db, req->auth.tenant, http_param(req, 0), &o);
+    enum err rc = issue_json_load(db, req->auth.tenant, http_param(req, 0), &o);
     if (rc != ERR_OK) {
         http_problem_err(req, rc, rc == ERR_NOT_FOUND ? "no such issue" : NULL);
         return;
@@ -478,7 +439,7 @@ static enum err issue_parent(struct db *db, struct list_ctx *c)
 
 static enum err alert_expand(struct db *db, struct list_ctx *c, json_t *item)
 {
-    return alerting_alert_issues(db, c->tenant, item);
+    return alert_json_issue_ids(db, c->tenant, item);
 }
 
 const struct list_spec api_issue_alerts_list_spec = {
@@ -490,7 +451,7 @@ const struct list_spec api_issue_alerts_list_spec = {
               "ia.alert_id WHERE ia.tenant_id = ? AND ia.issue_id = ?",
     .binds = "T0",
     LIST_NEWEST_FIRST("a.id", 0),
-    .row = alerting_alert_row,
+    .row = alert_json_row,
     .expand = alert_expand,
 };
 
@@ -555,7 +516,7 @@ static enum err act_run(struct db *db, void *arg)
         break;
     }
     if (rc == ERR_OK)
-        rc = alerting_issue_json(db, c->tenant, c->id, &c->answer);
+        rc = issue_json_load(db, c->tenant, c->id, &c->answer);
     return rc;
 }
 

@@ -145,3 +145,9 @@ void utf8_scrub(char *s)
         p += n;
     }
 }
+
+json_t *json_stored(const char *s)
+{
+    json_t *v = s ? json_loads(s, 0, NULL) : NULL;
+    return v ? v : json_null();
+}

@@ -45,5 +45,8 @@ void utf8_scrub(char *s);
 void json_set_time(json_t *obj, const char *key, int64_t ms);
 /* Sets obj[key] = string s, or null when s is NULL. */
 void json_set_str(json_t *obj, const char *key, const char *s);
+/* Parses JSON text stored by Sluice itself (a column): the value, or JSON null when s is NULL
+ * or not JSON (caller decrefs). */
+json_t *json_stored(const char *s);
 
 #endif

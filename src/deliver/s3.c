@@ -773,16 +773,20 @@ static void start_upload(struct engine *e, struct engine_integ *w, const struct 
     s->up = u;
     struct db *db = store_reader();
     char *target = NULL;
+    enum err rc = ERR_STORAGE;
     if (db) {
         struct db_stmt *st =
             db_stmt(db, "SELECT target FROM integrations WHERE tenant_id = ? AND id = ?");
         db_bind_text(st, 1, w->tenant);
         db_bind_text(st, 2, w->id);
-        if (db_next(st) == ERR_OK)
+        if ((rc = db_next(st)) == ERR_OK)
             target = xstrdup(db_col_text(st, 0));
         db_release(db);
     }
-    enum err rc = s3_conf_load(target, &u->conf);
+    if (target)
+        rc = s3_conf_load(target, &u->conf);
+    else if (rc == ERR_OK || rc == ERR_DONE)
+        rc = ERR_NOT_FOUND;
     free(target);
     if (rc != ERR_OK) {
         finish_upload(e, u, 0, "the integration's S3 target cannot be read", NULL, NULL, -1);

@@ -38,8 +38,9 @@ void s3_target_mask(json_t *t);
  * member present (caller decrefs). Any thread but an HTTP one. */
 json_t *s3_probe(const char *target, bool allow_private, int64_t timeout_ms);
 
-/* Adds "open_batch" and "last_object" of an S3 integration to its JSON (read from db). */
-void s3_integration_json(struct db *db, const struct integration *in, json_t *o);
+/* Adds "open_batch" and "last_object" of an S3 integration to its JSON (read from db); a
+ * storage error is returned and o is then incomplete. */
+enum err s3_integration_json(struct db *db, const struct integration *in, json_t *o);
 
 /* The S3 target driver (stream/targets.h), with its engine (role s3). */
 extern const struct target_driver s3_driver;

@@ -271,7 +271,8 @@ enum err s3_batch_claim(struct db *db, const char *tenant, const char *integrati
         out->bytes = db_col_int(st, 5);
         out->attempt = (int)db_col_int(st, 6);
         out->gzip = !strcmp(db_col_text(st, 7), "gzip");
-        db_next(st); /* finish the statement (PostgreSQL: one row) */
+        if ((rc = db_next(st)) == ERR_DONE) /* finish the statement (PostgreSQL: one row) */
+            rc = ERR_OK;
     }
     db_release(db);
     if (rc != ERR_OK && rc != ERR_DONE)
@@ -283,9 +284,12 @@ enum err s3_batch_claim(struct db *db, const char *tenant, const char *integrati
                                     "integration_id = ? AND state = 'closing'");
     db_bind_text(q, 1, tenant);
     db_bind_text(q, 2, integration);
-    if (db_next(q) == ERR_OK && !db_col_null(q, 0))
+    enum err qrc = db_next(q);
+    if (qrc == ERR_OK && !db_col_null(q, 0))
         *next_due = db_col_int(q, 0);
     db_release(db);
+    if (qrc != ERR_OK && qrc != ERR_DONE)
+        return qrc;
     return rc;
 }
 

@@ -220,28 +220,31 @@ void s3_target_mask(json_t *t)
 
 /* --- the integration's view ---------------------------------------------------------- */
 
-void s3_integration_json(struct db *db, const struct integration *in, json_t *o)
+enum err s3_integration_json(struct db *db, const struct integration *in, json_t *o)
 {
     json_t *ob = json_pack("{s:i,s:i}", "events", 0, "bytes", 0);
     json_object_set_new(ob, "opened_at", json_null());
+    json_object_set_new(o, "open_batch", ob);
     struct db_stmt *st = db_stmt(db, "SELECT count, bytes, opened_at FROM s3_batches WHERE "
                                      "tenant_id = ? AND integration_id = ? AND state = 'open'");
     db_bind_text(st, 1, in->tenant);
     db_bind_text(st, 2, in->id);
-    if (db_next(st) == ERR_OK) {
+    enum err rc = db_next(st);
+    if (rc == ERR_OK) {
         json_object_set_new(ob, "events", json_integer(db_col_int(st, 0)));
         json_object_set_new(ob, "bytes", json_integer(db_col_int(st, 1)));
         json_set_time(ob, "opened_at", db_col_int(st, 2));
     }
     db_release(db);
-    json_object_set_new(o, "open_batch", ob);
+    if (rc != ERR_OK && rc != ERR_DONE)
+        return rc;
     json_t *last = json_null();
     st = db_stmt(db, "SELECT object_key, uploaded_at, count, object_bytes, bytes FROM s3_batches "
                      "WHERE tenant_id = ? AND integration_id = ? AND state = 'uploaded' ORDER BY "
                      "uploaded_at DESC, seq DESC LIMIT 1");
     db_bind_text(st, 1, in->tenant);
     db_bind_text(st, 2, in->id);
-    if (db_next(st) == ERR_OK) {
+    if ((rc = db_next(st)) == ERR_OK) {
         last = json_pack("{s:s}", "key", db_col_text(st, 0));
         json_set_time(last, "uploaded_at", db_col_int(st, 1));
         json_object_set_new(last, "events", json_integer(db_col_int(st, 2)));
@@ -250,6 +253,7 @@ void s3_integration_json(struct db *db, const struct integration *in, json_t *o)
     }
     db_release(db);
     json_object_set_new(o, "last_object", last);
+    return rc == ERR_OK || rc == ERR_DONE ? ERR_OK : rc;
 }
 
 /* --- configuration and URLs ---------------------------------------------------------- */

@@ -222,8 +222,8 @@ static void req_abort(struct engine *e, struct engine_xfer *x)
     req_free((struct wh_req *)x);
 }
 
-/* Reads the event and starts its request. An event that cannot be read now gets a request
- * to nowhere: it fails and is retried. */
+/* Reads the event and starts its request. An event that cannot be read now is never sent
+ * (not even as an empty body): its attempt is recorded as failed at once and retried. */
 static void start_req(struct engine *e, struct engine_integ *w, const struct claimed *c)
 {
     struct wh *h = w->data;
@@ -238,20 +238,28 @@ static void start_req(struct engine *e, struct engine_integ *w, const struct cla
     r->o.retry_after = -1;
     r->start_ns = time_mono_ns();
     struct db *db = store_reader();
+    enum err rc = ERR_STORAGE;
     if (db) {
         struct db_stmt *st = db_stmt(db, "SELECT " ENVELOPE_COLS " FROM events e WHERE "
                                          "e.tenant_id = ? AND e.id = ?");
         db_bind_text(st, 1, w->tenant);
         db_bind_text(st, 2, c->event_id);
-        if (db_next(st) == ERR_OK) {
+        if ((rc = db_next(st)) == ERR_OK) {
             struct envelope_event ev;
             envelope_from_row(st, 0, &ev);
             r->body = envelope_build(&ev, w->tenant, w->id, c->attempt);
         }
         db_release(db);
     }
-    if (!r->body)
-        r->body = xstrdup("{}");
+    if (!r->body) {
+        struct outcome_job *oj = xcalloc(1, sizeof *oj);
+        oj->o = r->o;
+        oj->o.error = xasprintf("the event could not be read from the database (%s)",
+                                rc == ERR_DONE ? "no such event" : err_name(rc));
+        free(r);
+        engine_submit(e, &oj->j, w, outcome_run, outcome_back);
+        return;
+    }
     r->headers = prepare(&r->out, h->url ? h->url : "http://invalid./", h->api_key,
                          h->api_key_header, h->secret, c->event_id, r->body, engine_config(e));
     r->x.easy = r->out.easy;

@@ -576,7 +576,9 @@ json_t *integration_to_json(struct db *db, const struct integration *in)
     json_set_time(stats, "last_attempt_at", in->last_attempt_at);
     json_object_set_new(o, "stats", stats);
     const struct target_driver *d = target_find(in->target_type);
-    if (d && d->render)
-        d->render(db, in, o);
+    if (d && d->render && d->render(db, in, o) != ERR_OK) {
+        json_decref(o); /* never a partial answer: the caller fails with 503 */
+        return NULL;
+    }
     return o;
 }

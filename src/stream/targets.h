@@ -27,8 +27,9 @@ struct target_driver {
     /* Replaces the sealed secrets of a stored target (t, parsed) by their masks. */
     void (*mask)(json_t *t);
     /* Adds the target's own members to an integration's JSON, read through db (a read
-     * connection or the writer's). May be NULL. */
-    void (*render)(struct db *db, const struct integration *in, json_t *o);
+     * connection or the writer's). A storage error is returned, never rendered as a part of
+     * the answer. May be NULL. */
+    enum err (*render)(struct db *db, const struct integration *in, json_t *o);
     /* Reaches the target now and answers {"ok", "status", "latency_ms", "error",
      * "response_body", ...} (caller decrefs). Blocks up to the configured timeout: never on an
      * HTTP thread (http_defer_blocking). */
