@@ -332,6 +332,12 @@ class Server:
             payload = resp.read()
             rh = {k.lower(): v for k, v in resp.getheaders()}
             return resp.status, rh, parse_body(rh, payload)
+        except ConnectionError as e:
+            # Say how the server ended when it is gone (a signal is -N), not only "refused".
+            if self.proc is not None and self.proc.poll() is not None:
+                raise AssertionError(f"{method} {path}: sluice is not running (it exited with "
+                                     f"{self.proc.returncode})") from e
+            raise
         finally:
             conn.close()
 
