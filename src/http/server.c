@@ -97,14 +97,17 @@ static void clear_params(struct http_req *req)
 static void dispatch(struct http_req *req)
 {
     char allow[128] = "";
+    /* HEAD is answered by the GET route: libmicrohttpd sends the headers without the body. */
+    bool head = !strcmp(req->method, "HEAD");
     for (int i = 0; i < g.nroutes; i++) {
         const struct route *r = &g.routes[i];
         if (!match(r->pattern, req->path, req->params))
             continue;
-        if (strcmp(r->method, req->method) != 0) {
-            if (!strstr(allow, r->method)) {
+        if (strcmp(r->method, req->method) != 0 && !(head && !strcmp(r->method, "GET"))) {
+            const char *m = !strcmp(r->method, "GET") ? "GET, HEAD" : r->method;
+            if (!strstr(allow, m)) {
                 size_t n = strlen(allow);
-                snprintf(allow + n, sizeof allow - n, "%s%s", n ? ", " : "", r->method);
+                snprintf(allow + n, sizeof allow - n, "%s%s", n ? ", " : "", m);
             }
             clear_params(req);
             continue;
