@@ -334,9 +334,11 @@ class Server:
             return resp.status, rh, parse_body(rh, payload)
         except ConnectionError as e:
             # Say how the server ended when it is gone (a signal is -N), not only "refused".
+            # The same exception type is kept: tests that kill the server on purpose catch
+            # OSError and retry.
             if self.proc is not None and self.proc.poll() is not None:
-                raise AssertionError(f"{method} {path}: sluice is not running (it exited with "
-                                     f"{self.proc.returncode})") from e
+                raise type(e)(f"{method} {path}: sluice is not running (it exited with "
+                              f"{self.proc.returncode})") from e
             raise
         finally:
             conn.close()
