@@ -21,7 +21,8 @@ GENOBJ   := $(BUILD)/obj/gen/embedded.o
 UNITSRC  := $(sort $(wildcard tests/unit/test_*.c))
 PYTEST   := /usr/bin/python3 -m pytest
 
-.PHONY: all deps run test unit integration browser lint asan asan-test valgrind fuzz bench soak clean help
+.PHONY: all deps run test unit integration browser lint asan asan-test valgrind fuzz fuzz-build \
+        fuzz-smoke bench soak clean help
 
 all: $(BUILD)/sluice
 
@@ -92,6 +93,30 @@ asan:
 valgrind: $(BUILD)/unit
 	valgrind --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect \
 	    ./$(BUILD)/unit
+
+# Fuzzing (tests/fuzz): clang libFuzzer with ASan+UBSan, built under build/fuzz. Every
+# tests/fuzz/fuzz_NAME.c is one target, linked with the harness (in-process server, checks)
+# and the library objects; its seeds and kept crashers are tests/fuzz/corpus/NAME/.
+# `make fuzz-smoke` runs each target briefly (part of `make test`); `make fuzz` runs each for
+# FUZZ_SECONDS (default 600) at the lowest CPU priority. scripts/fuzz.sh does both.
+FUZZ_TARGETS := $(patsubst tests/fuzz/fuzz_%.c,%,$(sort $(wildcard tests/fuzz/fuzz_*.c)))
+FUZZ_OPT     := -O1 -g -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all \
+                -fno-omit-frame-pointer
+FUZZ_SECONDS ?= 600
+
+fuzz-build:
+	$(MAKE) BUILD=build/fuzz CC=clang OPT="$(FUZZ_OPT)" LDFLAGS="-fsanitize=address,undefined" \
+	    $(addprefix build/fuzz/fuzz_,$(FUZZ_TARGETS))
+
+$(BUILD)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/harness.c tests/fuzz/fuzz.h $(LIBOBJ) $(GENOBJ)
+	$(CC) $(CFLAGS) -fsanitize=fuzzer -Itests/fuzz -o $@ $< tests/fuzz/harness.c $(LIBOBJ) \
+	    $(GENOBJ) $(LDFLAGS) $(LDLIBS) -ldl
+
+fuzz-smoke: fuzz-build
+	@bash scripts/fuzz.sh smoke
+
+fuzz: fuzz-build
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) bash scripts/fuzz.sh long
 
 bench:
 	@bash scripts/deps.sh --bench

@@ -395,7 +395,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     http_req_free(req);
 }
 
-static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+/* fmt comes from libmicrohttpd (the format attribute lets clang check the call). */
+__attribute__((format(printf, 2, 0))) static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
     (void)cls;
     char msg[512];
