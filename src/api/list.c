@@ -106,9 +106,11 @@ out:
 /* 400 naming the query parameter. */
 static void bad_param(struct http_req *req, const char *name, const char *message)
 {
-    char detail[400];
-    snprintf(detail, sizeof detail, "%.100s: %s", name, message);
-    json_t *e = json_pack("[{s:s,s:s}]", "field", name, "message", message);
+    char field[128], detail[400];
+    snprintf(field, sizeof field, "%s", name);
+    utf8_scrub(field); /* the name is the client's bytes; the answer is JSON */
+    snprintf(detail, sizeof detail, "%s: %s", field, message);
+    json_t *e = json_pack("[{s:s,s:s}]", "field", field, "message", message);
     http_problem(req, 400, detail, e);
 }
 
