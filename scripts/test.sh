@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # What `make test` runs after `make deps`: build, then every suite (unit, integration on
-# SQLite and PostgreSQL, browser, lint). Keeps going when a suite fails, prints one closing line per
+# SQLite and PostgreSQL, browser, fuzz smoke, lint). Keeps going when a suite fails, prints one closing line per
 # suite at the end, and exits non-zero if any suite failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -71,6 +71,23 @@ if [ "$sluice_ok" -eq 1 ]; then
 else
     echo "browser: build/sluice did not build"
     summary+=("browser: 0 passed, 1 failed")
+fi
+
+echo "== fuzz"
+# Every libFuzzer target of tests/fuzz briefly: its kept crashers and seeds first (the
+# regression run), then a few seconds of new inputs (scripts/fuzz.sh smoke).
+if make -j2 fuzz-build >"$tmp/fuzz-build.out" 2>&1; then
+    bash scripts/fuzz.sh smoke 2>&1 | tee "$tmp/fuzz.out"
+    rc=${PIPESTATUS[0]}
+    line=$(grep -E '^fuzz: [0-9]+ passed, [0-9]+ failed' "$tmp/fuzz.out" | tail -n 1)
+    [ -n "$line" ] || line="fuzz: 0 passed, 1 failed"
+    [ "$rc" -eq 0 ] || status=1
+    summary+=("$line")
+else
+    tail -n 30 "$tmp/fuzz-build.out"
+    echo "fuzz: the fuzz targets did not build"
+    status=1
+    summary+=("fuzz: 0 passed, 1 failed")
 fi
 
 echo "== lint"

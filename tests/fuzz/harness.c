@@ -302,10 +302,11 @@ static void fail(const struct fz_resp *r, const char *what, const char *why)
 
 void fz_check(const struct fz_resp *r, bool allow_5xx, const char *what)
 {
-    /* libmicrohttpd's own answers to broken HTTP (400, 413, 414, 431, 505...) are HTML, with
-     * or without a Content-Type; every answer of Sluice's is JSON, every error a problem. */
-    bool html = !strncasecmp(r->content_type, "text/html", 9) ||
-                (!r->content_type[0] && r->body && !strncmp(r->body, "<html>", 6));
+    /* libmicrohttpd's own answers to broken HTTP (400, 413, 414, 431, 505...) are HTML,
+     * mostly without a Content-Type (libmicrohttpd 0.9.75 even sends the head of its 400 for
+     * a bad Content-Length twice); every answer of Sluice's has a Content-Type (JSON for all
+     * but the console's files), and every error of Sluice's is a problem. */
+    bool html = !strncasecmp(r->content_type, "text/html", 9) || !r->content_type[0];
     if (r->status < 100 || r->status > 599)
         fail(r, what, "not an HTTP status");
     if (r->status == 500)
