@@ -54,8 +54,6 @@ static struct {
     char dir[64];
     int port;
     struct fz_fixtures fx;
-    const char *sent; /* the bytes of the last request sent, for fz_check */
-    size_t sent_len;
 } g;
 
 /* --- the client ---------------------------------------------------------------------- */
@@ -135,8 +133,6 @@ static void close_reset(int fd)
 
 char *fz_raw(const void *data, size_t len, size_t *n)
 {
-    g.sent = data;
-    g.sent_len = len;
     int fd = connect_server();
     write_all(fd, data, len);
     shutdown(fd, SHUT_WR);
@@ -169,8 +165,6 @@ static int count_answers(const char *raw, size_t n)
 
 char *fz_raw_bounded(const void *data, size_t len, int expect, size_t *n)
 {
-    g.sent = data;
-    g.sent_len = len;
     int fd = connect_server();
     write_all(fd, data, len);
     shutdown(fd, SHUT_WR);
@@ -281,13 +275,10 @@ bool fz_request(const char *method, const char *target, const char *token, const
         memcpy(req + hn, body, len);
     size_t n;
     char *raw = fz_raw(req, total, &n);
+    free(req);
     memset(r, 0, sizeof *r);
     bool ok = raw && fz_parse(raw, n, r) > 0;
     free(raw);
-    /* Kept until the next request, for fz_check. */
-    static char *last;
-    free(last);
-    last = req;
     return ok;
 }
 
@@ -298,6 +289,22 @@ static void fail(const struct fz_resp *r, const char *what, const char *why)
     fprintf(stderr, "fuzz: %s: %s\n  status %d, content-type \"%s\"\n  body: %.2000s\n", what, why,
             r->status, r->content_type, r->body ? r->body : "");
     abort();
+}
+
+/* Whether needle occurs in the n bytes at hay: a plain loop, kept out of the coverage and
+ * comparison instrumentation so that the fuzzer never learns the needle. */
+__attribute__((no_sanitize("coverage"))) static bool contains(const char *hay, size_t n,
+                                                              const char *needle)
+{
+    size_t m = strlen(needle);
+    for (size_t i = 0; i + m <= n; i++) {
+        size_t k = 0;
+        while (k < m && hay[i + k] == needle[k])
+            k++;
+        if (k == m)
+            return true;
+    }
+    return false;
 }
 
 void fz_check(const struct fz_resp *r, bool allow_5xx, const char *what)
@@ -316,13 +323,11 @@ void fz_check(const struct fz_resp *r, bool allow_5xx, const char *what)
     if (r->status == 503 && !html && !r->retry_after[0])
         fail(r, what, "503 without Retry-After");
     const char *body = r->body ? r->body : "";
-    /* A secret in the answer, unless the request carried it (a path echoed in "instance"):
-     * the fuzzer learns the secrets from these very comparisons. */
-    const char *secrets[] = {webhook_secret, s3_secret, fz_admin_token};
-    for (size_t i = 0; i < sizeof secrets / sizeof secrets[0]; i++)
-        if (memmem(body, r->body_len, secrets[i], strlen(secrets[i])) &&
-            !(g.sent && memmem(g.sent, g.sent_len, secrets[i], strlen(secrets[i]))))
-            fail(r, what, "a secret in the answer");
+    /* The fixtures' secrets in the answer. Searched without memmem, whose interceptor
+     * would hand them to the fuzzer as dictionary words; the admin token is left out since
+     * inputs may carry it ($ADMIN) into what the server stores and shows back. */
+    if (contains(body, r->body_len, webhook_secret) || contains(body, r->body_len, s3_secret))
+        fail(r, what, "a secret in the answer");
     bool problem = !strncasecmp(r->content_type, "application/problem+json", 24);
     bool json = problem || !strncasecmp(r->content_type, "application/json", 16);
     json_t *v = NULL;
