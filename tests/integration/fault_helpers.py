@@ -15,6 +15,40 @@ def fds(srv):
     return len(os.listdir(f"/proc/{srv.proc.pid}/fd"))
 
 
+def fd_targets(srv):
+    """What each open descriptor of the server points at (files, socket:[n], pipes...)."""
+    out = []
+    d = f"/proc/{srv.proc.pid}/fd"
+    for f in os.listdir(d):
+        try:
+            out.append(os.readlink(os.path.join(d, f)))
+        except OSError:
+            pass
+    return sorted(out)
+
+
+def wait_fds(srv, base, slack, timeout=30):
+    """Waits until the server holds at most len(base) + slack descriptors (base: its
+    fd_targets() before the fault); fails naming what it holds beyond base."""
+    deadline = time.monotonic() + timeout * SLOW
+    while True:
+        now = fd_targets(srv)
+        if len(now) <= len(base) + slack:
+            return
+        if time.monotonic() > deadline:
+            extra = list(now)
+            for t in base:
+                if t in extra:
+                    extra.remove(t)
+            kinds = {}
+            for t in extra:
+                k = "socket" if t.startswith("socket:") else t
+                kinds[k] = kinds.get(k, 0) + 1
+            raise AssertionError(f"{len(now)} descriptors open, {len(base)} before the fault: "
+                                 f"more than before: {kinds}")
+        time.sleep(0.1)
+
+
 def rss_mb(srv):
     with open(f"/proc/{srv.proc.pid}/status") as f:
         for line in f:
