@@ -16,9 +16,11 @@
 #include "core/timeutil.h"
 #include "core/xalloc.h"
 
-#define CURSOR_MAX 1024 /* longer is not one of ours */
-#define CURSOR_MAC 16   /* bytes of HMAC-SHA256 kept */
-#define TEXT_MAX 256    /* longest LP_TEXT value */
+/* Longer is not one of ours: three key parts of the longest key text (128 characters, each
+ * escaped as \u00XX in JSON at worst), base64url, and the MAC stay below it. */
+#define CURSOR_MAX 4096
+#define CURSOR_MAC 16 /* bytes of HMAC-SHA256 kept */
+#define TEXT_MAX 256  /* longest LP_TEXT value */
 
 static unsigned char g_cursor_key[SHA256_LEN];
 
