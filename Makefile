@@ -118,6 +118,13 @@ fuzz-smoke: fuzz-build
 fuzz: fuzz-build
 	@FUZZ_SECONDS=$(FUZZ_SECONDS) bash scripts/fuzz.sh long
 
+# The crash soak (tests/integration/test_soak_crash.py) at full length: 100 SIGKILLs under
+# load on SQLite and on PostgreSQL; `make test` runs it with 10. Figures: build/soak/.
+SOAK_ROUNDS ?= 100
+soak: $(BUILD)/sluice
+	SLUICE_BIN=$(abspath $(BUILD)/sluice) SLUICE_SOAK_ROUNDS=$(SOAK_ROUNDS) $(PYTEST) -q -s \
+	    -p no:cacheprovider tests/integration/test_soak_crash.py
+
 bench:
 	@bash scripts/deps.sh --bench
 	$(MAKE) $(BUILD)/sluice $(BUILD)/storage_limit
