@@ -22,7 +22,7 @@ UNITSRC  := $(sort $(wildcard tests/unit/test_*.c))
 PYTEST   := /usr/bin/python3 -m pytest
 
 .PHONY: all deps run test unit integration browser lint asan asan-test valgrind fuzz fuzz-build \
-        fuzz-smoke bench soak clean help
+        fuzz-smoke bench soak soak-memory clean help
 
 all: $(BUILD)/sluice
 
@@ -124,6 +124,14 @@ SOAK_ROUNDS ?= 100
 soak: $(BUILD)/sluice
 	SLUICE_BIN=$(abspath $(BUILD)/sluice) SLUICE_SOAK_ROUNDS=$(SOAK_ROUNDS) $(PYTEST) -q -s \
 	    -p no:cacheprovider tests/integration/test_soak_crash.py
+
+# The memory soak (scripts/soak_memory.py): 30 minutes of mixed load, RSS every 10 s, a
+# verdict (flat or growing over the last half). SOAK_DB=postgres for PostgreSQL.
+SOAK_SECONDS ?= 1800
+SOAK_DB ?= sqlite
+soak-memory: $(BUILD)/sluice
+	SLUICE_BIN=$(abspath $(BUILD)/sluice) /usr/bin/python3 scripts/soak_memory.py \
+	    --seconds $(SOAK_SECONDS) --db $(SOAK_DB)
 
 bench:
 	@bash scripts/deps.sh --bench
