@@ -101,6 +101,7 @@ long)
             >>build/fuzz/stats.tsv
         echo "fuzz: $t $res after ${took}s (log: $log)"
     }
+    before=$(cat build/fuzz/stats.tsv 2>/dev/null | wc -l)
     running=0
     for t in "${targets[@]}"; do
         one "$t" &
@@ -111,6 +112,8 @@ long)
         fi
     done
     wait
+    # Non-zero when a run of this invocation found something.
+    ! tail -n +"$((before + 1))" build/fuzz/stats.tsv | awk -F'\t' '$8 != "ok"' | grep -q .
     ;;
 report)
     [ -f build/fuzz/stats.tsv ] || {

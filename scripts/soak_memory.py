@@ -197,6 +197,10 @@ def main():
             f.write("t_s,rss_mb,anon_mb,threads,fds,db_mb,events_per_s,requests\n")
             while True:
                 t = time.monotonic() - t0
+                if not srv.running():
+                    print(f"memory soak: sluice exited with {srv.proc.returncode} at {t:.0f}s",
+                          flush=True)
+                    break
                 rss, anon, nthreads, nfds = proc_status(srv.proc.pid)
                 with load.lock:
                     ev, reqs = load.events, load.requests
