@@ -45,9 +45,10 @@ const struct fz_fixtures *fz_server(void);
 char *fz_raw(const void *data, size_t len, size_t *n);
 
 /* Like fz_raw, for inputs that may end inside a request (the server rightly waits for the
- * rest) or keep the connection alive: waits for EOF or for expect whole answers; expect 0
- * (the input ends inside a request) gives up after a short quiet spell, expect < 0 (answers
- * that cannot be counted, after HEAD) after 100 ms without bytes. Then resets the connection.
+ * rest) or keep the connection alive: waits for EOF or for expect whole answers (giving up
+ * after 250 ms without bytes); expect 0 (no whole request) gives up after 5 quiet ms,
+ * expect < 0 (answers that cannot be counted, after HEAD) after 100 ms without bytes. Then
+ * resets the connection.
  * Returns whatever came back (malloc'd, NUL-terminated, possibly empty). */
 char *fz_raw_bounded(const void *data, size_t len, int expect, size_t *n);
 

@@ -10,9 +10,9 @@
 
 #include "fuzz.h"
 
-/* How many whole requests the input holds, or 0 when it ends inside one (the server then
- * waits for the rest): a rough reading of the request framing, only used to decide how long
- * to wait for answers. */
+/* How many whole requests the input holds before it ends or ends inside one (the server then
+ * waits for the rest): a rough reading of the request framing, only used to decide how many
+ * answers to wait for. */
 static int complete(const char *s, size_t n)
 {
     size_t pos = 0;
@@ -30,37 +30,37 @@ static int complete(const char *s, size_t n)
         else if (lf)
             head_end = (size_t)(lf - s) + 2;
         else
-            return 0;
+            return k;
         long clen = 0;
         bool chunked = false;
         for (size_t i = pos; i + 16 < head_end; i++) {
             if ((i == pos || s[i - 1] == '\n') && !strncasecmp(s + i, "Content-Length:", 15))
                 clen = strtol(s + i + 15, NULL, 10);
             if ((i == pos || s[i - 1] == '\n') && !strncasecmp(s + i, "Transfer-Encoding:", 18))
-                chunked = true;
+                chunked = memmem(s + i, head_end - i, "chunked", 7) != NULL;
         }
         pos = head_end;
         if (chunked) {
             for (;;) {
                 const char *eol = memmem(s + pos, n - pos, "\n", 1);
                 if (!eol)
-                    return 0;
+                    return k;
                 long sz = strtol(s + pos, NULL, 16);
                 pos = (size_t)(eol - s) + 1;
                 if (sz <= 0) {
                     const char *trail = memmem(s + pos, n - pos, "\n", 1);
                     if (!trail)
-                        return 0;
+                        return k;
                     pos = (size_t)(trail - s) + 1;
                     break;
                 }
                 if (pos + (size_t)sz + 2 > n)
-                    return 0;
+                    return k;
                 pos += (size_t)sz + 2;
             }
         } else {
             if (clen < 0 || pos + (size_t)clen > n)
-                return 0;
+                return k;
             pos += (size_t)clen;
         }
         k++;
