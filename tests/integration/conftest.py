@@ -510,6 +510,9 @@ def assert_problem(resp, status, field=None):
     for k in ("type", "title", "status", "detail"):
         assert k in body, (k, body)
     assert body["status"] == status, body
+    if status == 503:  # every 503 says when to come back
+        assert headers.get("retry-after", "").isdigit(), headers
+        assert int(headers["retry-after"]) >= 1, headers
     if field is not None:
         assert isinstance(body.get("errors"), list) and body["errors"], body
         fields = [e.get("field") for e in body["errors"]]
