@@ -52,6 +52,17 @@ void deliver_stop(void)
     g_n = 0;
 }
 
+enum err deliver_release_node(struct db *db, const char *node)
+{
+    int n;
+    const struct target_driver *const *d = target_all(&n);
+    enum err rc = ERR_OK;
+    for (int i = 0; i < n && rc == ERR_OK; i++)
+        if (d[i]->engine && d[i]->engine->release)
+            rc = d[i]->engine->release(db, node);
+    return rc;
+}
+
 void deliver_wake(unsigned mask)
 {
     for (int i = 0; i < g_n; i++) {
