@@ -147,8 +147,8 @@ stop:
     notifier_stop();
     store_set_wake_hook(NULL); /* no wake-up reaches an engine being stopped */
     nodes_set_wakeups(false);
-    deliver_stop();
-    nodes_stop(); /* heartbeats ran until now: the others did not take over */
+    deliver_stop(); /* drains: requests in flight finish, then the rest is given back */
+    nodes_stop();   /* heartbeats ran until now: the others did not take over */
     store_stop();
     routing_cleanup();
     policy_index_cleanup();

@@ -47,6 +47,8 @@ enum err deliver_start(const struct config *cfg, const char **what)
 
 void deliver_stop(void)
 {
+    for (int i = 0; i < g_n; i++) /* every engine drains at the same time */
+        engine_stop_begin(g_engines[i]);
     for (int i = 0; i < g_n; i++)
         engine_stop(g_engines[i]);
     g_n = 0;
