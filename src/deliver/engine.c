@@ -364,7 +364,8 @@ void engine_stop(struct engine *e)
     pthread_mutex_lock(&e->lock); /* the last job_done() has left its critical section */
     pthread_mutex_unlock(&e->lock);
     assert(e->xfers == NULL); /* back() starts nothing while stopping */
-    if (e->ops->release && store_write(release_run, e, 0) != ERR_OK)
+    /* DELIVER: the other nodes learn at once (NOTIFY) that the work is theirs to take. */
+    if (e->ops->release && store_write(release_run, e, STORE_WAKE_DELIVER) != ERR_OK)
         log_warn(e->ops->type, "cannot release this node's leases (they expire)");
     while (e->integs) {
         struct engine_integ *next = e->integs->next;
