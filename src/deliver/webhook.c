@@ -383,6 +383,10 @@ enum err webhook_record_outcome(struct db *db, const struct attempt_outcome *o,
     }
     if (rc != ERR_OK)
         return rc;
+    /* Held rows only on the row's word (a resume may be committing on another node). */
+    if (d.paused &&
+        (rc = integration_paused_locked(db, o->tenant, o->integration, &d.paused)) != ERR_OK)
+        return rc;
     const char *slash = strchr(d.entity_key, '/');
     const char *entity_id = slash ? slash + 1 : d.entity_key;
     char msg[512];

@@ -140,17 +140,17 @@ def test_sigterm_drain_while_another_node_takes_over(start_server, pg, pgdb, rec
 
 
 class Publisher(threading.Thread):
-    """Publishes n events in batches, round robin over the nodes alive, at a bounded rate;
-    keeps the ids of the acknowledged ones. A batch sent to a node being killed may be
-    lost or stored (not acknowledged either way): it is counted, not retried."""
+    """Publishes n events in batches, round robin over the nodes up, at a bounded rate, with
+    client ids: a batch whose answer is lost (its node was killed or stopped) is sent again
+    to the next node, as a client would, and idempotency keeps it stored once. Keeps the
+    server ids of the acknowledged events."""
 
     def __init__(self, nodes, key, n, entities, batch=50, rate=800.0):
         super().__init__(daemon=True)
         self.nodes, self.key, self.n, self.entities = nodes, key, n, entities
         self.batch, self.rate = batch, rate
-        self.acked = []  # ids, in publish order
-        self.index = {}  # id -> the event's number (its place in publish order)
-        self.unacked = 0
+        self.acked = []  # server ids, in publish order
+        self.retried = 0  # batches sent again after a lost answer
         self.down = set()  # node indexes not to use (being stopped)
         self.lock = threading.Lock()
         self.error = None
@@ -161,29 +161,33 @@ class Publisher(threading.Thread):
             i, turn = 0, 0
             while i < self.n:
                 k = min(self.batch, self.n - i)
-                evs = [{"type": "order.updated", "entity_id": f"E{(i + j) % self.entities}",
-                        "data": {"i": i + j}} for j in range(k)]
-                with self.lock:
-                    up = [x for x in range(len(self.nodes)) if x not in self.down]
-                srv = self.nodes[up[turn % len(up)]]
-                turn += 1
-                try:
-                    st, _, body = srv.request("POST", "/v1/events", {"events": evs},
-                                              token=self.key, timeout=30)
-                except OSError:
-                    st, body = None, None
-                if st == 202:
+                evs = [{"id": f"c{i + j}", "type": "order.updated",
+                        "entity_id": f"E{(i + j) % self.entities}",
+                        "payload": {"i": i + j}} for j in range(k)]
+                for tries in range(20):
                     with self.lock:
-                        for j, eid in enumerate(body["ids"]):
-                            self.acked.append(eid)
-                            self.index[eid] = i + j
+                        up = [x for x in range(len(self.nodes)) if x not in self.down]
+                    srv = self.nodes[up[turn % len(up)]]
+                    turn += 1
+                    try:
+                        st, _, body = srv.request("POST", "/v1/events", {"events": evs},
+                                                  token=self.key, timeout=30)
+                    except OSError:
+                        st, body = None, None
+                    if st == 202:
+                        break
+                    assert st in (None, 503), (st, body)
+                    self.retried += 1
+                    time.sleep(0.05)
                 else:
-                    self.unacked += k
+                    raise AssertionError(f"batch at {i} never acknowledged")
+                with self.lock:
+                    self.acked += body["ids"]
                 i += k
                 ahead = t0 + i / self.rate - time.monotonic()
                 if ahead > 0:
                     time.sleep(ahead)
-        except Exception as e:  # reported by the test
+        except BaseException as e:  # reported by the test
             self.error = e
 
 
@@ -256,7 +260,7 @@ def test_three_nodes_sigkill_and_sigterm_under_load(start_server, pg, pgdb, rece
     pub.join(timeout=600)
     assert not pub.is_alive() and pub.error is None, pub.error
     acked = list(pub.acked)
-    assert len(acked) >= N_EVENTS * 0.9, (len(acked), pub.unacked)
+    assert len(acked) == len(set(acked)) == N_EVENTS, (len(acked), len(set(acked)))
 
     # --- every acknowledged event at least once, order per entity, max_in_flight
     want = set(acked)
@@ -267,7 +271,7 @@ def test_three_nodes_sigkill_and_sigterm_under_load(start_server, pg, pgdb, rece
     delivered = ok_ids(receiver, "/erp")
     dups = len(delivered) - len(set(delivered))
     sent_twice = {i for i in delivered if delivered.count(i) > 1} if dups else set()
-    print(f"webhook: {len(acked)} acknowledged ({pub.unacked} not), {len(got)} requests, "
+    print(f"webhook: {len(acked)} acknowledged ({pub.retried} batch(es) sent again), {len(got)} requests, "
           f"{len(set(delivered))} delivered, {dups} duplicate(s) in {took:.1f} s; "
           f"peak concurrency {receiver.peak('/erp')}")
     assert receiver.peak("/erp") <= 8, receiver.peak("/erp")
@@ -275,7 +279,7 @@ def test_three_nodes_sigkill_and_sigterm_under_load(start_server, pg, pgdb, rece
                                   f"{sorted(sent_twice - orphans)[:5]}"
     last = {}
     for r in got:
-        i = r.json["data"]["i"]
+        i = r.json["payload"]["i"]
         e = r.json["entity_id"]
         assert i >= last.get(e, -1), f"entity {e}: event {i} after {last[e]}"
         last[e] = i
@@ -310,8 +314,8 @@ def test_three_nodes_alerts_and_pause(start_server, pg, pgdb, receiver, tmp_path
 
 
 def _alerts_and_pause(start_server, pg, pgdb, receiver, smtp):
-    # --time-scale 360: a 1h digest window is 10 s
-    args = ["--allow-private-targets", "--time-scale", "360", "--smtp-url", smtp.url,
+    # --time-scale 1800: a 1h digest window is 2 s
+    args = ["--allow-private-targets", "--time-scale", "1800", "--smtp-url", smtp.url,
             "--smtp-from", "Sluice <alerts@sluice.example>"]
     nodes = start_nodes(start_server, pgdb, 3, args)
     a, b, c = nodes
@@ -334,7 +338,7 @@ def _alerts_and_pause(start_server, pg, pgdb, receiver, smtp):
     for i in open_issues:
         assert i["alert_count"] == 36, i
     mails = wait_for(lambda: smtp.messages() or None, 30, what="a digest")
-    time.sleep(12)  # the next window: nothing more is due
+    time.sleep(4)  # the next windows: nothing more is due
     mails = smtp.messages()
     rows = sql(pg, pgdb, "SELECT window_start, COUNT(*) FROM notifications WHERE "
                          f"channel_id = '{ch['id']}' GROUP BY window_start")
@@ -352,9 +356,9 @@ def _alerts_and_pause(start_server, pg, pgdb, receiver, smtp):
         "target": {"type": "webhook", "url": receiver.url("/p")}}, token=key)
     assert st == 201, body
     total = 0
-    for rnd in range(6):
+    for rnd in range(4):
         pauser, resumer = nodes[rnd % 3], nodes[(rnd + 1 + rnd // 3) % 3]
-        evs = [{"type": "order.updated", "entity_id": f"P{j % 40}", "data": {"r": rnd}}
+        evs = [{"type": "order.updated", "entity_id": f"P{j % 40}", "payload": {"r": rnd}}
                for j in range(240)]
         for k in range(0, len(evs), 80):
             st, _, body = nodes[(rnd + k) % 3].request("POST", "/v1/events",
