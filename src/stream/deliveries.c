@@ -74,7 +74,7 @@ enum err deliveries_insert(struct db *db, const char *tenant, const char *integr
  * other rows, is how nodes deadlock: the claim gives way instead and is tried again shortly
  * (next_due). ERR_NOT_FOUND when the row is gone. */
 #define CLAIM_BUSY_RETRY_MS 10
-#define CLAIM_FULL_RETRY_MS 20
+#define CLAIM_FULL_RETRY_MS 100
 static enum err claim_busy(struct db *db, const char *tenant, const char *integration, int64_t now,
                            int64_t *next_due)
 {

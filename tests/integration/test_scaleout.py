@@ -93,7 +93,7 @@ def ok_ids(rcv, path):
 # ------------------------------------------------------------------------ drain + take-over
 
 
-def test_sigterm_drain_while_another_node_takes_over(start_server, pg, pgdb, receiver):
+def test_sigterm_drain_while_another_node_takes_over(pg, pgdb, start_server, receiver):
     """max_in_flight 6, a consumer taking 1 s per request: node A holds six requests when it
     is SIGTERMed while node B runs. A lets them finish and records them, B carries on: the
     consumer never sees more than six at once and no event twice."""
@@ -191,7 +191,7 @@ class Publisher(threading.Thread):
             self.error = e
 
 
-def test_three_nodes_sigkill_and_sigterm_under_load(start_server, pg, pgdb, receiver, s3):
+def test_three_nodes_sigkill_and_sigterm_under_load(pg, pgdb, start_server, receiver, s3):
     s3.reset()
     prefix = "so" + secrets.token_hex(4) + "/"
     args = ["--allow-private-targets", "--s3-batch-max-bytes", "256KB",
@@ -203,7 +203,7 @@ def test_three_nodes_sigkill_and_sigterm_under_load(start_server, pg, pgdb, rece
     key = make_key(a, "acme", ALL_PERMS)
     receiver.set("/erp", ("delay", 0.002, 200))
     st, _, body = b.request("POST", "/v1/integrations", {
-        "id": "erp", "events": ["order"], "max_in_flight": 8,
+        "id": "erp", "events": ["order"], "max_in_flight": 16,
         "target": {"type": "webhook", "url": receiver.url("/erp")}}, token=key)
     assert st == 201, body
     st, _, body = c.request("POST", "/v1/integrations", {
@@ -274,7 +274,7 @@ def test_three_nodes_sigkill_and_sigterm_under_load(start_server, pg, pgdb, rece
     print(f"webhook: {len(acked)} acknowledged ({pub.retried} batch(es) sent again), {len(got)} requests, "
           f"{len(set(delivered))} delivered, {dups} duplicate(s) in {took:.1f} s; "
           f"peak concurrency {receiver.peak('/erp')}")
-    assert receiver.peak("/erp") <= 8, receiver.peak("/erp")
+    assert receiver.peak("/erp") <= 16, receiver.peak("/erp")
     assert sent_twice <= orphans, f"sent twice but not held by the killed node: " \
                                   f"{sorted(sent_twice - orphans)[:5]}"
     last = {}
@@ -305,7 +305,7 @@ def test_three_nodes_sigkill_and_sigterm_under_load(start_server, pg, pgdb, rece
 # ------------------------------------------------------------------------ alerts, pause
 
 
-def test_three_nodes_alerts_and_pause(start_server, pg, pgdb, receiver, tmp_path):
+def test_three_nodes_alerts_and_pause(pg, pgdb, start_server, receiver, tmp_path):
     smtp = Smtp(tmp_path).start()
     try:
         _alerts_and_pause(start_server, pg, pgdb, receiver, smtp)
@@ -372,8 +372,18 @@ def _alerts_and_pause(start_server, pg, pgdb, receiver, smtp):
         time.sleep(2.5)
         late = [r for r in receiver.got("/p") if r.t > t_pause + 1.0]
         assert not late, f"round {rnd}: {len(late)} request(s) more than 1 s after the pause"
+        # published while paused (held), and right after the resume on the third node,
+        # whose cached routing may still say paused
+        third = nodes[3 - (rnd % 3) - ((rnd + 1 + rnd // 3) % 3)]
+        more = [{"type": "order.updated", "entity_id": f"P{j % 40}", "payload": {"r": rnd}}
+                for j in range(40)]
+        st, _, body = resumer.request("POST", "/v1/events", {"events": more}, token=key)
+        assert st == 202, body
         st, _, body = resumer.request("POST", "/v1/integrations/p/resume", token=key)
         assert st == 200, body
+        st, _, body = third.request("POST", "/v1/events", {"events": more}, token=key)
+        assert st == 202, body
+        total += 2 * len(more)
         wait_for(lambda: len(set(ok_ids(receiver, "/p"))) >= total, 60, interval=0.1,
                  what=f"round {rnd}: every event delivered after a resume on another node")
     left = sql(pg, pgdb, "SELECT state, COUNT(*) FROM deliveries WHERE integration_id = 'p' "
