@@ -682,6 +682,13 @@ enum err nodes_start(const struct config *cfg, char *errmsg, size_t errlen)
     }
     struct reg r = {.refused = ""};
     enum err rc = store_write(register_run, &r, 0);
+    /* A storage error at start (seen once on SQLite, with another process busy on the same
+     * file) is tried again a few times before it is fatal: a refusal must say why. */
+    for (int tries = 1; rc == ERR_STORAGE && tries < 4; tries++) {
+        usleep(250 * 1000);
+        memset(&r, 0, sizeof r);
+        rc = store_write(register_run, &r, 0);
+    }
     if (rc == ERR_CONFLICT && r.refused[0]) {
         snprintf(errmsg, errlen, "%s", r.refused);
         goto fail;
