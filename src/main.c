@@ -15,6 +15,7 @@
 #include "deliver/deliver.h"
 #include "http/http.h"
 #include "notify/notifier.h"
+#include "sched/nodes.h"
 #include "sched/scheduler.h"
 #include "store/store.h"
 #include "stream/deliveries.h"
@@ -86,12 +87,19 @@ static int serve(int argc, char **argv)
         fprintf(stderr, "sluice: %s\n", err);
         goto out;
     }
-    if (store_start(&cfg, err, sizeof err) != ERR_OK) {
+    if (nodes_identity(&cfg, err, sizeof err) != ERR_OK ||
+        store_start(&cfg, err, sizeof err) != ERR_OK) {
         fprintf(stderr, "sluice: %s\n", err);
         http_stop(); /* closes the bound socket */
         goto out;
     }
     curl_global_init(CURL_GLOBAL_DEFAULT);
+    /* Before anything is released: a second process on this node id (or, on SQLite, on
+     * this database) is refused here, and the id's previous run loses its leases. */
+    if (nodes_start(&cfg, err, sizeof err) != ERR_OK) {
+        fprintf(stderr, "sluice: %s\n", err);
+        goto stop;
+    }
     if (store_kind() == DB_SQLITE) {
         int64_t n = 0;
         store_write(release_all_leases, &n, 0);
@@ -111,6 +119,7 @@ static int serve(int argc, char **argv)
     }
     /* Engines start looking at everything; from now on commits wake them. */
     store_set_wake_hook(on_commit_wake);
+    nodes_set_wakeups(true); /* and so do the other nodes' commits */
     if (scheduler_start(&cfg) != ERR_OK) {
         fprintf(stderr, "sluice: cannot start the scheduler\n");
         goto stop;
@@ -140,7 +149,9 @@ stop:
     scheduler_stop();
     notifier_stop();
     store_set_wake_hook(NULL); /* no wake-up reaches an engine being stopped */
-    deliver_stop();
+    nodes_set_wakeups(false);
+    deliver_stop(); /* drains: requests in flight finish, then the rest is given back */
+    nodes_stop();   /* heartbeats ran until now: the others did not take over */
     store_stop();
     routing_cleanup();
     policy_index_cleanup();

@@ -11,7 +11,7 @@ extern const struct route api_routes[];
 
 /* The lists, each served by api_list() (list.h) from its spec. */
 struct list_spec;
-extern const struct list_spec api_tenants_list_spec, api_keys_list_spec;
+extern const struct list_spec api_tenants_list_spec, api_keys_list_spec, api_nodes_list_spec;
 extern const struct list_spec api_event_types_list_spec, api_events_list_spec;
 extern const struct list_spec api_integrations_list_spec, api_integration_events_list_spec,
     api_attempts_list_spec, api_rejected_list_spec, api_logs_list_spec;

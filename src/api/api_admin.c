@@ -1,4 +1,4 @@
-/* Admin endpoints (tenants, API keys) and /v1/me. HTTP threads; writes via http_defer. */
+/* Admin endpoints (tenants, API keys, nodes) and /v1/me. HTTP threads; writes via http_defer. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +9,7 @@
 #include "core/id.h"
 #include "core/timeutil.h"
 #include "core/xalloc.h"
+#include "sched/nodes.h"
 
 /* --- tenants ------------------------------------------------------------------------- */
 
@@ -104,6 +105,44 @@ const struct list_spec api_tenants_list_spec = {
     .key_cols = {0},
     .key_types = "s",
     .row = tenant_row,
+};
+
+/* --- nodes ---------------------------------------------------------------------------- */
+
+static void node_push(const struct node_info *n, void *ud)
+{
+    struct list_ctx *c = ud;
+    json_t *roles = json_array();
+    for (const char *p = n->roles; *p;) {
+        size_t len = strcspn(p, ",");
+        json_array_append_new(roles, json_stringn(p, len));
+        p += len;
+        if (*p == ',')
+            p++;
+    }
+    json_t *o = json_pack("{s:s,s:o,s:s}", "id", n->id, "roles", roles, "version", n->version);
+    json_set_time(o, "started_at", n->started_at);
+    json_set_time(o, "last_seen_at", n->last_seen);
+    json_object_set_new(o, "alive", json_boolean(n->alive));
+    json_object_set_new(o, "holding",
+                        json_pack("{s:I,s:I,s:I}", "deliveries", (json_int_t)n->deliveries,
+                                  "batches", (json_int_t)n->batches, "notifications",
+                                  (json_int_t)n->notifications));
+    const char *key[] = {n->id};
+    list_push(c, o, key);
+}
+
+/* Every node sharing the database, by id (src/sched/nodes.c reads them on the database's
+ * clock: "alive" is the registry's own judgment). */
+static enum err nodes_fetch(struct db *db, struct list_ctx *c)
+{
+    return nodes_list(db, c->has_cursor ? c->key[0] : NULL, c->limit + 1, node_push, c);
+}
+
+const struct list_spec api_nodes_list_spec = {
+    .name = "nodes",
+    .key_types = "s",
+    .fetch = nodes_fetch,
 };
 
 /* --- API keys ------------------------------------------------------------------------ */

@@ -788,6 +788,10 @@ static enum err redeliver_run(struct db *db, void *arg)
         return rc;
     bool stopped = !strcmp(in.state, "stopped"), paused = !strcmp(in.state, "paused");
     bool order = !strcmp(in.ordering, "entity");
+    if (paused && (rc = integration_paused_locked(db, c->tenant, c->id, &paused)) != ERR_OK) {
+        integration_cleanup(&in);
+        return rc;
+    }
     int64_t start_at = in.start_at, end_at = in.end_at;
     json_t *patterns = json_loads(in.events, 0, NULL);
     integration_cleanup(&in);

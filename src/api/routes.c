@@ -37,6 +37,7 @@ const struct route api_routes[] = {
     {"POST", "/v1/admin/tenants/{}/keys", AUTH_ADMIN, 0, api_keys_create},
     {"GET", "/v1/admin/tenants/{}/keys", AUTH_ADMIN, 0, api_list, &api_keys_list_spec},
     {"DELETE", "/v1/admin/tenants/{}/keys/{}", AUTH_ADMIN, 0, api_keys_delete},
+    {"GET", "/v1/admin/nodes", AUTH_ADMIN, 0, api_list, &api_nodes_list_spec},
     {"GET", "/v1/me", AUTH_ANY, 0, api_me},
 
     {"GET", "/v1/event-types", AUTH_KEY, 0, api_list, &api_event_types_list_spec},

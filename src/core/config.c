@@ -10,6 +10,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "core/id.h"
 #include "core/timeutil.h"
 #include "core/xalloc.h"
 
@@ -72,7 +73,9 @@ static const struct opt opts[] = {
     {"roles", "SLUICE_ROLES", OPT_STR, O(roles), "api,webhook,s3,alerts,notify", "LIST",
      "which work this node does"},
     {"node-id", "SLUICE_NODE_ID", OPT_STR, O(node_id), NULL, "ID",
-     "this node's name in leases and attempts (default host-pid)"},
+     "this node's name in leases and attempts (default: made once into <data-dir>/node-id)"},
+    {"node-timeout", "SLUICE_NODE_TIMEOUT", OPT_DURATION, O(node_timeout_ms), "10s", "D",
+     "a node without a heartbeat this long is dead: other nodes take over its work"},
     {"log-level", "SLUICE_LOG_LEVEL", OPT_STR, O(log_level), "info", "LEVEL",
      "debug, info, warn or error"},
     {"log-format", "SLUICE_LOG_FORMAT", OPT_STR, O(log_format), "text", "FMT", "text or json"},
@@ -314,10 +317,16 @@ int config_parse(struct config *cfg, int argc, char **argv, FILE *out, FILE *err
     }
     if (!cfg->db)
         cfg->db = xasprintf("sqlite:%s/sluice.db", cfg->data_dir);
-    if (!cfg->node_id) {
-        char host[128] = "localhost";
-        gethostname(host, sizeof host - 1);
-        cfg->node_id = xasprintf("%s-%d", host, (int)getpid());
+    /* An unset --node-id is read from (or made into) the data dir when the server starts
+     * (src/sched/nodes.c): it must stay the same across restarts. */
+    if (cfg->node_id && !id_user_valid(cfg->node_id)) {
+        fprintf(err, "sluice: --node-id must be 1-64 characters of A-Z, a-z, 0-9, '.', '_' or "
+                     "'-'\n");
+        return -1;
+    }
+    if (cfg->node_timeout_ms < 1000) {
+        fprintf(err, "sluice: --node-timeout must be at least 1s\n");
+        return -1;
     }
     if (!cfg->public_url)
         cfg->public_url = xasprintf("http://%s", cfg->listen);

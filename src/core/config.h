@@ -32,7 +32,8 @@ struct config {
     bool allow_private_targets;
     double time_scale;
     char *roles;
-    char *node_id;
+    char *node_id;           /* set by nodes_identity() when not given */
+    int64_t node_timeout_ms; /* silent this long: dead */
     char *log_level;
     char *log_format;
     int64_t http_threads;

@@ -47,9 +47,22 @@ enum err deliver_start(const struct config *cfg, const char **what)
 
 void deliver_stop(void)
 {
+    for (int i = 0; i < g_n; i++) /* every engine drains at the same time */
+        engine_stop_begin(g_engines[i]);
     for (int i = 0; i < g_n; i++)
         engine_stop(g_engines[i]);
     g_n = 0;
+}
+
+enum err deliver_release_node(struct db *db, const char *node)
+{
+    int n;
+    const struct target_driver *const *d = target_all(&n);
+    enum err rc = ERR_OK;
+    for (int i = 0; i < n && rc == ERR_OK; i++)
+        if (d[i]->engine && d[i]->engine->release)
+            rc = d[i]->engine->release(db, node);
+    return rc;
 }
 
 void deliver_wake(unsigned mask)

@@ -23,6 +23,7 @@ struct engine {
     pthread_t thread;
     CURLM *multi;
     _Atomic bool stopping;
+    _Atomic int64_t drain_until; /* monotonic ms: transfers in flight are aborted after it */
     _Atomic bool wake_all;
     _Atomic unsigned config_gen;
     unsigned seen_gen;
@@ -242,13 +243,23 @@ static int64_t poll_all(struct engine *e)
     return wait;
 }
 
+/* Stopping: the loop goes on, starting nothing new, until every transfer has finished and
+ * every job come back (their outcomes recorded), or the drain deadline. */
+static bool drained(struct engine *e)
+{
+    if (!atomic_load(&e->stopping))
+        return false;
+    return (!e->xfers && atomic_load(&e->jobs_pending) == 0) ||
+           time_mono_ms() >= atomic_load(&e->drain_until);
+}
+
 static void *engine_main(void *arg)
 {
     struct engine *e = arg;
     char name[16];
     snprintf(name, sizeof name, "sluice-%s", e->ops->type);
     pthread_setname_np(pthread_self(), name);
-    while (!atomic_load(&e->stopping)) {
+    while (!drained(e)) {
         handle_inbox(e);
         unsigned gen = atomic_load(&e->config_gen);
         if (gen != e->seen_gen || time_mono_ms() - e->last_refresh >= REFRESH_MS) {
@@ -258,6 +269,11 @@ static void *engine_main(void *arg)
         run_transfers(e);
         /* Work starts after the outcomes just queued, so freed slots are reused at once. */
         int64_t wait = poll_all(e);
+        if (atomic_load(&e->stopping)) {
+            int64_t left = atomic_load(&e->drain_until) - time_mono_ms();
+            if (left < wait)
+                wait = left;
+        }
         curl_multi_poll(e->multi, NULL, 0, (int)(wait > 0 ? wait : 1), NULL);
     }
     store_reader_release();
@@ -312,14 +328,28 @@ static enum err release_run(struct db *db, void *arg)
     return e->ops->release(db, e->cfg->node_id);
 }
 
+void engine_stop_begin(struct engine *e)
+{
+    if (!e || atomic_load(&e->stopping))
+        return;
+    /* A request started just now ends within the timeout; its outcome needs a commit. */
+    atomic_store(&e->drain_until,
+                 time_mono_ms() + e->cfg->webhook_timeout_ms + ENGINE_DRAIN_MARGIN_MS);
+    atomic_store(&e->stopping, true);
+    curl_multi_wakeup(e->multi);
+}
+
 void engine_stop(struct engine *e)
 {
     if (!e)
         return;
-    atomic_store(&e->stopping, true);
-    curl_multi_wakeup(e->multi);
+    engine_stop_begin(e);
     pthread_join(e->thread, NULL);
-    /* Abort what is in flight: no outcome is recorded, the leases go back below. */
+    if (e->xfers)
+        log_warn(e->ops->type, "stopping: requests still in flight after the drain are cut off "
+                               "(their work goes back to pending)");
+    /* Abort what is still in flight after the drain: no outcome is recorded, the leases go
+     * back below. */
     while (e->xfers) {
         struct engine_xfer *x = e->xfers;
         engine_remove(e, x);
@@ -334,7 +364,8 @@ void engine_stop(struct engine *e)
     pthread_mutex_lock(&e->lock); /* the last job_done() has left its critical section */
     pthread_mutex_unlock(&e->lock);
     assert(e->xfers == NULL); /* back() starts nothing while stopping */
-    if (e->ops->release && store_write(release_run, e, 0) != ERR_OK)
+    /* DELIVER: the other nodes learn at once (NOTIFY) that the work is theirs to take. */
+    if (e->ops->release && store_write(release_run, e, STORE_WAKE_DELIVER) != ERR_OK)
         log_warn(e->ops->type, "cannot release this node's leases (they expire)");
     while (e->integs) {
         struct engine_integ *next = e->integs->next;

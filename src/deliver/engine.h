@@ -15,11 +15,13 @@
  * Lifetime. An integration's entry lives while its row exists or while a job or transfer
  * still refers to it (refs); a deleted one is forgotten once they are done.
  *
- * Stopping: engine_stop stops starting work (drivers check engine_stopping), aborts the
- * transfers in flight without an outcome, waits for the jobs the writer still owes, and
- * gives this node's leases back through the driver. A drain that lets transfers finish
- * before the abort fits between the two steps (the loop keeps running while no new work is
- * started). */
+ * Stopping drains: engine_stop_begin stops starting work (drivers check engine_stopping)
+ * while the loop goes on, so the transfers in flight finish and their outcomes are recorded
+ * (a consumer is never sent again what it got, nor does another node start a request on a
+ * slot while the consumer still works on this one); engine_stop then waits for that, up to
+ * the webhook timeout plus ENGINE_DRAIN_MARGIN_MS, aborts what is left without an outcome,
+ * waits for the jobs the writer still owes, and gives this node's leases back through the
+ * driver (work claimed but not started). */
 #ifndef SLUICE_DELIVER_ENGINE_H
 #define SLUICE_DELIVER_ENGINE_H
 
@@ -35,6 +37,9 @@
 /* A lease is never shorter than the longest request it covers plus this margin, so no
  * other node can claim work whose request is still on the wire. */
 #define ENGINE_LEASE_MARGIN_MS 5000
+/* A drain waits for the requests in flight up to the webhook timeout plus this (their
+ * outcomes' commits). */
+#define ENGINE_DRAIN_MARGIN_MS 2000
 
 struct engine;
 
@@ -102,7 +107,11 @@ struct engine_ops {
 
 /* Starts an engine for ops on its own thread. ERR_INTERNAL when it cannot. Main thread. */
 enum err engine_start(const struct engine_ops *ops, const struct config *cfg, struct engine **out);
-/* Stops the engine and frees it (see the top of this file). Main thread; accepts NULL. */
+/* Starts the drain: no new work, transfers in flight go on (see the top of this file).
+ * Main thread; accepts NULL. */
+void engine_stop_begin(struct engine *e);
+/* Drains (engine_stop_begin if not yet), stops the engine and frees it. Main thread;
+ * accepts NULL. */
 void engine_stop(struct engine *e);
 /* New due work may exist (store wake bits): every integration is looked at now. Any
  * thread. */

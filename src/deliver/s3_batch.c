@@ -21,6 +21,7 @@
 #include "store/store.h"
 #include "stream/deliveries.h"
 
+#define S3_APPEND_BUSY_RETRY_MS 50
 #define APPEND_CHUNK 1 /* ids per statement: larger IN lists mislead SQLite's planner */
 
 struct open_batch {
@@ -37,13 +38,13 @@ static void bind_opt_int(struct db_stmt *st, int i, int64_t v)
 }
 
 static enum err load_open(struct db *db, const char *tenant, const char *integration,
-                          struct open_batch *b, bool *found)
+                          struct open_batch *b, bool *found, bool *busy)
 {
     struct db_stmt *st =
         db_kind(db) == DB_PG
             ? db_stmt(db, "SELECT id, seq, bytes, count, first_published_at, opened_at FROM "
                           "s3_batches WHERE tenant_id = ? AND integration_id = ? AND state = "
-                          "'open' FOR UPDATE")
+                          "'open' FOR UPDATE SKIP LOCKED")
             : db_stmt(db, "SELECT id, seq, bytes, count, first_published_at, opened_at FROM "
                           "s3_batches WHERE tenant_id = ? AND integration_id = ? AND state = "
                           "'open'");
@@ -51,7 +52,20 @@ static enum err load_open(struct db *db, const char *tenant, const char *integra
     db_bind_text(st, 2, integration);
     enum err rc = db_next(st);
     *found = rc == ERR_OK;
-    if (rc == ERR_OK) {
+    *busy = false;
+    if (rc == ERR_DONE && db_kind(db) == DB_PG) {
+        /* Another node's transaction is appending to it: give way rather than wait (waiting
+         * inside a transaction that holds other rows is how nodes deadlock). */
+        db_release(db);
+        st = db_stmt(db, "SELECT 1 FROM s3_batches WHERE tenant_id = ? AND integration_id = ? "
+                         "AND state = 'open'");
+        db_bind_text(st, 1, tenant);
+        db_bind_text(st, 2, integration);
+        rc = db_next(st);
+        *busy = rc == ERR_OK;
+        if (rc == ERR_OK)
+            rc = ERR_DONE;
+    } else if (rc == ERR_OK) {
         snprintf(b->id, sizeof b->id, "%s", db_col_text(st, 0));
         b->seq = db_col_int(st, 1);
         b->bytes = db_col_int(st, 2);
@@ -194,9 +208,13 @@ enum err s3_batch_append(struct db *db, const char *tenant, const char *integrat
         goto out;
     }
     struct open_batch b;
-    bool found;
-    if ((rc = load_open(db, tenant, integration, &b, &found)) != ERR_OK)
+    bool found, busy;
+    if ((rc = load_open(db, tenant, integration, &b, &found, &busy)) != ERR_OK)
         goto out;
+    if (busy) { /* the appending node's commit is near: try again shortly */
+        *next_close = now + S3_APPEND_BUSY_RETRY_MS;
+        goto out;
+    }
     if (!found && (rc = open_new(db, tenant, integration, now, &b)) != ERR_OK)
         goto out;
     for (int i = 0; i < n;) {

@@ -59,7 +59,14 @@ struct outcome_job {
     struct engine_job j;
     struct attempt_outcome o;
     enum outcome_kind kind;
+    int tries;
 };
+
+/* An outcome whose transaction failed is tried again this many times before its lease is
+ * left to expire: with several nodes, PostgreSQL may pick it as a deadlock's victim (its
+ * delivery's successor being inserted on another node), and an outcome not recorded means
+ * the request is sent again. */
+#define OUTCOME_TRIES 4
 
 #define M_OUTCOME(kind)                                                                            \
     {                                                                                              \
@@ -164,8 +171,13 @@ static enum err outcome_run(struct db *db, void *arg)
 
 static void outcome_back(struct engine *e, struct engine_job *j, enum err rc)
 {
-    (void)e;
     struct outcome_job *oj = (struct outcome_job *)j;
+    if (rc != ERR_OK && rc != ERR_SHUTDOWN && ++oj->tries < OUTCOME_TRIES) {
+        log_warn("webhook", "cannot record the outcome of delivery %s: %s (trying again)",
+                 oj->o.delivery_id, err_name(rc));
+        engine_submit(e, &oj->j, j->integ, outcome_run, outcome_back);
+        return;
+    }
     if (rc != ERR_OK) {
         log_error("webhook",
                   "cannot record the outcome of delivery %s: %s (the lease will expire and it "
@@ -382,6 +394,10 @@ enum err webhook_record_outcome(struct db *db, const struct attempt_outcome *o,
         return ERR_OK;
     }
     if (rc != ERR_OK)
+        return rc;
+    /* Held rows only on the row's word (a resume may be committing on another node). */
+    if (d.paused &&
+        (rc = integration_paused_locked(db, o->tenant, o->integration, &d.paused)) != ERR_OK)
         return rc;
     const char *slash = strchr(d.entity_key, '/');
     const char *entity_id = slash ? slash + 1 : d.entity_key;

@@ -620,12 +620,25 @@ static void process(struct mail *m)
         log_warn("notify", "cannot record the outcome of %s; it will be retried", m->id);
 }
 
+enum err notifier_release(struct db *db, const char *node)
+{
+    struct db_stmt *st =
+        node ? db_stmt(db, "UPDATE notifications SET state = 'pending', lease_owner = NULL, "
+                           "lease_until = NULL WHERE state = 'sending' AND lease_owner = ?")
+             : db_stmt(db, "UPDATE notifications SET state = 'pending', lease_owner = NULL, "
+                           "lease_until = NULL WHERE state = 'sending'");
+    if (node)
+        db_bind_text(st, 1, node);
+    enum err rc = db_run(st);
+    if (rc == ERR_OK && db_changes(st) > 0)
+        store_wake(STORE_WAKE_NOTIFY);
+    return rc;
+}
+
 static enum err release_run(struct db *db, void *arg)
 {
     (void)arg;
-    struct db_stmt *st = db_stmt(db, "UPDATE notifications SET state = 'pending', lease_owner = "
-                                     "NULL, lease_until = NULL WHERE state = 'sending'");
-    return db_run(st);
+    return notifier_release(db, NULL);
 }
 
 static void *notifier_main(void *arg)

@@ -11,6 +11,7 @@
 #include "alert/channels.h"
 #include "core/config.h"
 #include "core/err.h"
+#include "store/db.h"
 
 /* Registers metrics and keeps cfg (read-only afterwards); starts the sending thread when
  * run is true and --smtp-url is set. Main thread. */
@@ -22,6 +23,9 @@ void notifier_wake(void);
  * ERR_IO with a reason in errmsg when the send fails, ERR_CONFLICT when mail is disabled. */
 enum err notifier_send_test(const struct channel *c, const char *tenant_name, char *errmsg,
                             size_t errlen);
+/* Writer: returns the notifications node leased (every leased one when node is NULL) to
+ * pending, for another node to send. */
+enum err notifier_release(struct db *db, const char *node);
 /* "disabled", "ok", or the last SMTP error (static or thread-safe copy into out). */
 const char *notifier_smtp_state(char *out, size_t outlen);
 

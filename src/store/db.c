@@ -244,6 +244,17 @@ enum err db_ensure(struct db *db)
     return db->drv->reconnect(db);
 }
 
+int db_socket(struct db *db)
+{
+    return db->drv->socket ? db->drv->socket(db) : -1;
+}
+
+enum err db_notifications(struct db *db,
+                          void (*fn)(const char *channel, const char *payload, void *ud), void *ud)
+{
+    return db->drv->notifications ? db->drv->notifications(db, fn, ud) : ERR_OK;
+}
+
 enum err db_begin(struct db *db)
 {
     db->savepoint_depth = 0;

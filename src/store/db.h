@@ -103,6 +103,14 @@ bool db_broken(struct db *db);
 /* Reconnects a broken connection (dropping cached statements); ERR_OK when usable. */
 enum err db_ensure(struct db *db);
 
+/* PostgreSQL LISTEN/NOTIFY, for a connection that listens (run "LISTEN name" with db_exec):
+ * the socket to wait on for notifications (-1: none, SQLite or broken), and every
+ * notification that has arrived, each passed to fn (channel and payload valid during the
+ * call). ERR_STORAGE when the connection broke. SQLite has no notifications: ERR_OK. */
+int db_socket(struct db *db);
+enum err db_notifications(struct db *db,
+                          void (*fn)(const char *channel, const char *payload, void *ud), void *ud);
+
 /* Resets every statement still holding results, ending SQLite read snapshots. Call when a
  * request or batch is done with the connection (commit does it itself). */
 void db_release(struct db *db);
@@ -130,6 +138,10 @@ struct db_driver {
     int64_t (*changes)(struct db_stmt *st);
     bool (*broken)(struct db *db);
     enum err (*reconnect)(struct db *db);
+    int (*socket)(struct db *db); /* NULL: no notifications */
+    enum err (*notifications)(struct db *db,
+                              void (*fn)(const char *channel, const char *payload, void *ud),
+                              void *ud);
     const char *begin_sql;
 };
 

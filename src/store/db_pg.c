@@ -211,7 +211,32 @@ static enum err pg_reconnect(struct db *db)
         return ERR_STORAGE;
     }
     PQsetNoticeReceiver(pc->conn, quiet, NULL);
+    /* A new session: the settings pg_open made are gone with the old one. */
+    PQclear(PQexec(pc->conn, "SET synchronous_commit = on; SET client_min_messages = warning"));
     return ERR_OK;
+}
+
+static int pg_socket(struct db *db)
+{
+    struct pg_conn *pc = db->conn;
+    return PQstatus(pc->conn) == CONNECTION_OK ? PQsocket(pc->conn) : -1;
+}
+
+static enum err pg_notifications(struct db *db,
+                                 void (*fn)(const char *channel, const char *payload, void *ud),
+                                 void *ud)
+{
+    struct pg_conn *pc = db->conn;
+    if (!PQconsumeInput(pc->conn)) {
+        result_error(db, NULL);
+        return ERR_STORAGE;
+    }
+    PGnotify *n;
+    while ((n = PQnotifies(pc->conn))) {
+        fn(n->relname, n->extra ? n->extra : "", ud);
+        PQfreemem(n);
+    }
+    return PQstatus(pc->conn) == CONNECTION_OK ? ERR_OK : ERR_STORAGE;
 }
 
 const struct db_driver db_pg_driver = {
@@ -228,5 +253,7 @@ const struct db_driver db_pg_driver = {
     .changes = pg_changes,
     .broken = pg_broken,
     .reconnect = pg_reconnect,
+    .socket = pg_socket,
+    .notifications = pg_notifications,
     .begin_sql = "BEGIN",
 };

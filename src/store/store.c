@@ -28,6 +28,8 @@
 
 static struct {
     char *url;
+    char *node;         /* this node's id, in the wake-ups it sends other nodes */
+    _Atomic bool peers; /* other live nodes share the database: send them wake-ups */
     struct db *wdb;
     pthread_t thread;
     _Atomic bool running;
@@ -360,6 +362,33 @@ void store_wake(unsigned bits)
         t_current->wake |= bits;
 }
 
+/* Other nodes sharing a PostgreSQL database learn of a commit's wake bits (a NOTIFY with
+ * "<bits> <node id>", src/sched/nodes.c listens), only while any share it (g.peers): after
+ * the commit, outside its transaction, so a failure costs the others only their
+ * safety-net poll, never the batch, and a listener finds the rows already visible. */
+static void notify_peers(struct db *db, unsigned wake)
+{
+    if (!wake || db_kind(db) != DB_PG || !atomic_load(&g.peers))
+        return;
+    char payload[160];
+    snprintf(payload, sizeof payload, "%u %s", wake, g.node ? g.node : "");
+    struct db_stmt *st = db_stmt(db, "SELECT pg_notify('" STORE_NOTIFY_CHANNEL "', ?)");
+    db_bind_text(st, 1, payload);
+    if (db_run(st) != ERR_OK)
+        log_warn("store", "cannot wake the other nodes: %s", db_errmsg(db));
+    db_release(db);
+}
+
+void store_set_peers(bool peers)
+{
+    atomic_store(&g.peers, peers);
+}
+
+bool store_peers(void)
+{
+    return atomic_load(&g.peers);
+}
+
 static void run_batch(struct store_job *batch)
 {
     struct db *db = g.wdb;
@@ -415,6 +444,7 @@ static void run_batch(struct store_job *batch)
     }
     if (wake && hook)
         hook(wake);
+    notify_peers(db, wake);
 }
 
 static void *writer_main(void *arg)
@@ -546,6 +576,7 @@ enum err store_start(const struct config *cfg, char *errmsg, size_t errlen)
     if (rc != ERR_OK)
         return rc;
     g.url = xstrdup(cfg->db);
+    g.node = xstrdup(cfg->node_id ? cfg->node_id : "");
     if ((rc = db_open(g.url, &g.wdb, errmsg, errlen)) != ERR_OK)
         goto fail;
     if ((rc = store_migrate(g.wdb, errmsg, errlen)) != ERR_OK)
@@ -570,6 +601,8 @@ fail:
     g.wdb = NULL;
     free(g.url);
     g.url = NULL;
+    free(g.node);
+    g.node = NULL;
     return rc;
 }
 
@@ -593,4 +626,6 @@ void store_stop(void)
     }
     free(g.url);
     g.url = NULL;
+    free(g.node);
+    g.node = NULL;
 }

@@ -32,6 +32,16 @@ struct store_job {
 #define STORE_WAKE_DELIVER 1u
 #define STORE_WAKE_CONFIG 2u
 #define STORE_WAKE_NOTIFY 8u
+/* Not a commit's: a node joined (src/sched/nodes.c), the others count it as a peer at once. */
+#define STORE_WAKE_PEER 16u
+
+/* On PostgreSQL, while other live nodes share the database (store_set_peers), every commit
+ * with wake bits also NOTIFYs this channel with the payload "<bits> <node id>", so they
+ * wake up too. */
+#define STORE_NOTIFY_CHANNEL "sluice_wake"
+/* Whether other live nodes share the database (the node registry says so). Any thread. */
+void store_set_peers(bool peers);
+bool store_peers(void);
 
 /* Opens the database, applies migrations, checks the master key fingerprint and admin
  * token, and starts the writer thread. On failure writes one line to errmsg. */

@@ -29,9 +29,18 @@ enum err deliveries_insert(struct db *db, const char *tenant, const char *integr
     snprintf(key, sizeof key, "%s/%s", entity, entity_id);
     const char *state = paused ? "held" : "pending";
     if (entity_order) {
+        /* PostgreSQL with several nodes: the predecessor found is share-locked, so an outcome
+         * finishing it on another node either commits first (this read then skips it, and
+         * the row goes in pending) or waits for this commit (and its promotion then sees the
+         * row waiting). Without the lock both miss each other and the row waits forever. */
         struct db_stmt *q =
-            db_stmt(db, "SELECT 1 FROM deliveries WHERE tenant_id = ? AND integration_id = ? AND "
-                        "entity_key = ? AND state IN " DELIVERIES_UNFINISHED " LIMIT 1");
+            db_kind(db) == DB_PG
+                ? db_stmt(db, "SELECT 1 FROM deliveries WHERE tenant_id = ? AND integration_id "
+                              "= ? AND entity_key = ? AND state IN " DELIVERIES_UNFINISHED
+                              " ORDER BY id DESC LIMIT 1 FOR SHARE")
+                : db_stmt(db,
+                          "SELECT 1 FROM deliveries WHERE tenant_id = ? AND integration_id "
+                          "= ? AND entity_key = ? AND state IN " DELIVERIES_UNFINISHED " LIMIT 1");
         db_bind_text(q, 1, tenant);
         db_bind_text(q, 2, integration);
         db_bind_text(q, 3, key);
@@ -60,6 +69,25 @@ enum err deliveries_insert(struct db *db, const char *tenant, const char *integr
     return db_run(st);
 }
 
+/* Scale-out (PostgreSQL): another node's transaction holds the integration row (its claim
+ * or an outcome, until its commit). Waiting for it inside this transaction, which may hold
+ * other rows, is how nodes deadlock: the claim gives way instead and is tried again shortly
+ * (next_due). ERR_NOT_FOUND when the row is gone. */
+#define CLAIM_BUSY_RETRY_MS 10
+#define CLAIM_FULL_RETRY_MS 100
+static enum err claim_busy(struct db *db, const char *tenant, const char *integration, int64_t now,
+                           int64_t *next_due)
+{
+    struct db_stmt *st = db_stmt(db, "SELECT 1 FROM integrations WHERE tenant_id = ? AND id = ?");
+    db_bind_text(st, 1, tenant);
+    db_bind_text(st, 2, integration);
+    enum err rc = db_next(st);
+    db_release(db);
+    if (rc == ERR_OK)
+        *next_due = now + CLAIM_BUSY_RETRY_MS;
+    return rc == ERR_OK ? ERR_OK : rc == ERR_DONE ? ERR_NOT_FOUND : rc;
+}
+
 enum err deliveries_claim(struct db *db, const char *tenant, const char *integration,
                           const char *node, int64_t lease_ms, int limit, struct claimed **out,
                           int *n, int64_t *next_due)
@@ -74,12 +102,14 @@ enum err deliveries_claim(struct db *db, const char *tenant, const char *integra
     struct db_stmt *st =
         db_kind(db) == DB_PG
             ? db_stmt(db, "SELECT state, max_in_flight FROM integrations WHERE tenant_id = ? AND "
-                          "id = ? FOR UPDATE")
+                          "id = ? FOR UPDATE SKIP LOCKED")
             : db_stmt(db, "SELECT state, max_in_flight FROM integrations WHERE tenant_id = ? AND "
                           "id = ?");
     db_bind_text(st, 1, tenant);
     db_bind_text(st, 2, integration);
     enum err rc = db_next(st);
+    if (rc == ERR_DONE && db_kind(db) == DB_PG)
+        return claim_busy(db, tenant, integration, now, next_due);
     if (rc != ERR_OK)
         return rc == ERR_DONE ? ERR_NOT_FOUND : rc;
     bool paused = !strcmp(db_col_text(st, 0), "paused");
@@ -136,6 +166,11 @@ enum err deliveries_claim(struct db *db, const char *tenant, const char *integra
     if (rc == ERR_OK && !db_col_null(st, 0))
         *next_due = db_col_int(st, 0);
     db_release(db);
+    /* Due work, but every slot is held (by other nodes: this one asked for free ones): a
+     * slot another node frees is that node's to reuse at once; this one looks again soon
+     * instead of claiming in a loop. */
+    if (free_slots <= 0 && *next_due >= 0 && *next_due <= now)
+        *next_due = now + CLAIM_FULL_RETRY_MS;
     return rc == ERR_OK || rc == ERR_DONE ? ERR_OK : rc;
 }
 

@@ -454,6 +454,21 @@ enum err integrations_stop_ended(struct db *db, int64_t *n)
     return ERR_OK;
 }
 
+enum err integration_paused_locked(struct db *db, const char *tenant, const char *id, bool *paused)
+{
+    assert(store_is_writer());
+    struct db_stmt *st =
+        db_kind(db) == DB_PG
+            ? db_stmt(db, "SELECT state FROM integrations WHERE tenant_id = ? AND id = ? FOR SHARE")
+            : db_stmt(db, "SELECT state FROM integrations WHERE tenant_id = ? AND id = ?");
+    db_bind_text(st, 1, tenant);
+    db_bind_text(st, 2, id);
+    enum err rc = db_next(st);
+    *paused = rc == ERR_OK && !strcmp(db_col_text(st, 0), "paused");
+    db_release(db);
+    return rc == ERR_DONE ? ERR_OK : rc;
+}
+
 enum err integration_health_load(struct db *db, const char *tenant, const char *id,
                                  struct integration_health *out)
 {

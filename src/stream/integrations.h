@@ -68,6 +68,13 @@ struct integration_health {
     int64_t failing_count;
     int64_t last_attempt_at; /* -1: never */
 };
+/* Writer: whether the integration is paused now, read under a share lock of its row on
+ * PostgreSQL, for a writer about to leave deliveries 'held' on a belief that it is paused (a
+ * cached or earlier read). A resume made on another node updates the row before it turns
+ * the held rows pending: it waits for this transaction, so its own update sees the rows
+ * held here, or this read sees it active; either way nothing stays held on an active
+ * integration. *paused is false when the row is gone. */
+enum err integration_paused_locked(struct db *db, const char *tenant, const char *id, bool *paused);
 /* Reads them; ERR_NOT_FOUND when the integration is gone. */
 enum err integration_health_load(struct db *db, const char *tenant, const char *id,
                                  struct integration_health *out);

@@ -117,8 +117,14 @@ enum err routing_route(struct db *db, struct routing_tenant *rt, const struct ev
         if (!integration_selects(s->patterns, s->start_at, s->end_at, ev->type, ev->entity,
                                  ev->published_at))
             continue; /* past its end date (the scheduler stops it), before its start... */
-        enum err rc = deliveries_insert(db, rt->tenant, s->id, s->paused, s->entity_order, ev->id,
-                                        ev->entity, ev->entity_id, ev->published_at);
+        /* The cached state may be a resume behind (made on another node): held rows are
+         * only written on the row's word. A cached "active" that is stale writes pending
+         * rows, which no claim takes while the integration is paused. */
+        bool paused = s->paused;
+        enum err rc = paused ? integration_paused_locked(db, rt->tenant, s->id, &paused) : ERR_OK;
+        if (rc == ERR_OK)
+            rc = deliveries_insert(db, rt->tenant, s->id, paused, s->entity_order, ev->id,
+                                   ev->entity, ev->entity_id, ev->published_at);
         if (rc != ERR_OK)
             return rc;
         n++;

@@ -10,13 +10,18 @@ raw body, parsed JSON, arrival time) and answers per path as told:
     rcv.set("/a", "hang")                      # hold the request past the client's timeout
     rcv.set("/a", "close")                     # close the connection without an answer
     rcv.set("/a", lambda req: 500 if req.json["entity_id"] == "A" else 200)
+    rcv.set("/a", ("delay", 0.02, 200))       # work 20 ms on each request, then answer 200
     rcv.set("/a", "trickle")                   # 200 whose body comes one byte per 0.2 s
     rcv.set("/a", ("huge", 500, 50 << 20))     # a 500 with a 50 MiB body
 
 A behaviour is an int status, a (status, headers) or (status, headers, body) tuple, "hang",
-"close", "trickle", ("huge", status, nbytes), or a callable taking the Request and
-returning one of those. The last entry of a
-script repeats. `wait(path, n)` polls until n requests arrived (deadline based).
+"close", "trickle", ("huge", status, nbytes), ("delay", seconds, behaviour), or a callable
+taking the Request and returning one of those. The last entry of a script repeats.
+`wait(path, n)` polls until n requests arrived (deadline based).
+
+Like a consumer that counts its workers, the receiver counts the requests it is working on
+per path (from the arrival of the body until its answer is written, or it gives up on the
+connection): `peak(path)` is the most it ever had at once, `active(path)` now.
 
 Signature checks go through npm's `standardwebhooks` package (verify_signature.js), never
 through Sluice's own code.
@@ -82,6 +87,8 @@ class Receiver:
         self.default = 200
         self.stopping = threading.Event()
         self.connections = 0
+        self.working = {}  # path -> requests being worked on now
+        self.peaks = {}    # path -> the most at once
         rcv = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -141,9 +148,22 @@ class Receiver:
             req = Request(path, {k.lower(): v for k, v in hl}, hl, body, t, wall,
                           len(self.requests), target=h.path)
             self.requests.append(req)
+        with self.lock:
+            self.working[path] = self.working.get(path, 0) + 1
+            self.peaks[path] = max(self.peaks.get(path, 0), self.working[path])
+        try:
+            self._answer(h, req, path)
+        finally:
+            with self.lock:
+                self.working[path] -= 1
+
+    def _answer(self, h, req, path):
         b = self._next_behaviour(path)
         if callable(b):
             b = b(req)
+        while isinstance(b, tuple) and b and b[0] == "delay":
+            self.stopping.wait(b[1])
+            b = b[2]
         req.answer = b
         with self.cond:
             self.cond.notify_all()
@@ -216,6 +236,15 @@ class Receiver:
             h.close_connection = True
 
     # ------------------------------------------------------------------ reading
+
+    def peak(self, path):
+        """The most requests to path the receiver ever worked on at once."""
+        with self.lock:
+            return self.peaks.get(path, 0)
+
+    def active(self, path):
+        with self.lock:
+            return self.working.get(path, 0)
 
     def got(self, path=None):
         with self.lock:

@@ -41,6 +41,7 @@ TEXT, ENUM, ID, TIME = "text", "enum", "id", "time"
 # per item), the table that read needs, so the fault lands after the rows were read.
 LISTS = {
     "/v1/admin/tenants": dict(admin=True, rows=6, filters={}, fault="tenants"),
+    "/v1/admin/nodes": dict(admin=True, rows=4, exact=True, filters={}, fault="nodes"),
     "/v1/admin/tenants/{}/keys": dict(admin=True, path="/v1/admin/tenants/acme/keys", rows=5,
                                       filters={}, fault="api_keys"),
     "/v1/event-types": dict(rows=30, filters={}, fault="event_types"),
@@ -157,6 +158,11 @@ def world(request, tmp_path_factory):
         w = seed(srv, rcv)
         w["db"] = request.param
         w["url"] = url
+        # three nodes that ran on this database once and stopped, beside the running one
+        for i in range(3):
+            sql(w, "INSERT INTO nodes (id, incarnation, roles, version, host, pid, timeout_ms, "
+                   f"started_at, last_seen, stopped_at) VALUES ('old-{i}', 'nin_x', 'api', "
+                   "'v0', 'elsewhere', 1, 10000, 1, 2, 2)")
         yield w
     finally:
         code = srv.stop()

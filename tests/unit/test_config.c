@@ -100,7 +100,8 @@ static void test_config_defaults(void)
     ASSERT_TRUE(!cfg.allow_private_targets);
     ASSERT_TRUE(cfg.time_scale == 1.0);
     ASSERT_EQ_STR(cfg.roles, "api,webhook,s3,alerts,notify");
-    ASSERT_TRUE(cfg.node_id != NULL && *cfg.node_id);
+    ASSERT_TRUE(cfg.node_id == NULL); /* made into the data dir at start (sched/nodes.c) */
+    ASSERT_EQ_INT(cfg.node_timeout_ms, 10000);
     ASSERT_EQ_STR(cfg.log_level, "info");
     ASSERT_EQ_STR(cfg.log_format, "text");
     ASSERT_TRUE(cfg.http_threads >= 4);
@@ -270,6 +271,10 @@ static void test_config_errors(void)
     PARSE_FAILS("frontend", "--roles=api,frontend");
     PARSE_FAILS("role", "--roles=api,,s3");
     PARSE_FAILS("smtp://", "--smtp-url=http://mail.example:25");
+    PARSE_FAILS("--node-id", "--node-id=a b");
+    PARSE_FAILS("--node-id", "--node-id=");
+    PARSE_FAILS("--node-id", "--node-id=n/1");
+    PARSE_FAILS("--node-timeout", "--node-timeout=500ms");
     PARSE_FAILS("/nonexistent/ca.pem", "--smtp-ca-file=/nonexistent/ca.pem");
 }
 
