@@ -99,7 +99,7 @@ static enum err sq_next(struct db_stmt *st)
     sqlite3_stmt *s = st->handle;
     if (!st->executed) {
         st->executed = true;
-        for (int i = 0; i < st->nparams && i < DB_MAX_PARAMS; i++) {
+        for (int i = 0; i < st->nparams && i < st->nalloc; i++) {
             const struct db_param *p = &st->params[i];
             if (p->is_int)
                 sqlite3_bind_int64(s, i + 1, p->ival);

@@ -108,24 +108,46 @@ enum err routing_prepare(struct db *db, const char *tenant, struct routing_tenan
     return ERR_OK;
 }
 
+enum err routing_route_many(struct db *db, const struct route_item *items, size_t n, int *routed)
+{
+    size_t cap = 0, nd = 0;
+    struct delivery_new *d = NULL;
+    for (size_t k = 0; k < n; k++) {
+        struct routing_tenant *rt = items[k].rt;
+        const struct event_in *ev = items[k].ev;
+        int count = 0;
+        for (int i = 0; i < rt->n; i++) {
+            struct sub *s = &rt->subs[i];
+            if (!integration_selects(s->patterns, s->start_at, s->end_at, ev->type, ev->entity,
+                                     ev->published_at))
+                continue; /* past its end date (the scheduler stops it), before its start... */
+            if (nd == cap) {
+                cap = cap ? 2 * cap : 64;
+                d = xrealloc(d, cap * sizeof *d);
+            }
+            d[nd++] = (struct delivery_new){.tenant = rt->tenant,
+                                            .integration = s->id,
+                                            .event_id = ev->id,
+                                            .entity = ev->entity,
+                                            .entity_id = ev->entity_id,
+                                            .paused = s->paused,
+                                            .entity_order = s->entity_order,
+                                            .now = ev->published_at};
+            count++;
+        }
+        if (routed)
+            routed[k] = count;
+    }
+    enum err rc = nd ? deliveries_insert_many(db, d, nd) : ERR_OK;
+    free(d);
+    return rc;
+}
+
 enum err routing_route(struct db *db, struct routing_tenant *rt, const struct event_in *ev,
                        int *routed)
 {
-    int n = 0;
-    for (int i = 0; i < rt->n; i++) {
-        struct sub *s = &rt->subs[i];
-        if (!integration_selects(s->patterns, s->start_at, s->end_at, ev->type, ev->entity,
-                                 ev->published_at))
-            continue; /* past its end date (the scheduler stops it), before its start... */
-        enum err rc = deliveries_insert(db, rt->tenant, s->id, s->paused, s->entity_order, ev->id,
-                                        ev->entity, ev->entity_id, ev->published_at);
-        if (rc != ERR_OK)
-            return rc;
-        n++;
-    }
-    if (routed)
-        *routed = n;
-    return ERR_OK;
+    struct route_item it = {.rt = rt, .ev = ev};
+    return routing_route_many(db, &it, 1, routed);
 }
 
 enum err routing_backfill(struct db *db, const char *tenant, const char *integration_id,
