@@ -21,14 +21,17 @@ GENOBJ   := $(BUILD)/obj/gen/embedded.o
 UNITSRC  := $(sort $(wildcard tests/unit/test_*.c))
 PYTEST   := /usr/bin/python3 -m pytest
 
-.PHONY: all deps run test unit integration browser lint asan asan-test valgrind fuzz bench soak clean help
+.PHONY: all deps run test test-full unit integration browser lint asan asan-test tsan valgrind \
+        fuzz fuzz-build fuzz-smoke bench soak soak-memory clean help
 
 all: $(BUILD)/sluice
 
 help:
 	@echo "make run        install what is missing, build, start sluice on SQLite in ./sluice-data"
 	@echo "make test       install what is missing, build, run every suite"
-	@echo "make unit | integration | browser | lint | asan | valgrind | fuzz | bench"
+	@echo "make test-full  make test, then sanitizers, soaks and fuzzing at length (hours)"
+	@echo "make unit | integration | browser | lint | asan | tsan | valgrind | fuzz | fuzz-smoke"
+	@echo "     soak | soak-memory | bench"
 
 deps:
 	@bash scripts/deps.sh
@@ -89,9 +92,67 @@ asan:
 	ASAN_OPTIONS=detect_leaks=1 ./build/asan/unit
 	SLUICE_BIN=$(abspath build/asan/sluice) SLUICE_SANITIZED=1 $(PYTEST) -q tests/integration
 
+# ThreadSanitizer (clang) under build/tsan: the unit and integration suites. A race makes
+# sluice exit 66 at the end, which fails the test that started it (SLUICE_SANITIZED=1);
+# tests/tsan.supp may silence races inside the uninstrumented system libraries only, each
+# with its reason.
+TSAN_RUN := exitcode=66 second_deadlock_stack=1 history_size=4 \
+            suppressions=$(abspath tests/tsan.supp)
+tsan:
+	$(MAKE) BUILD=build/tsan CC=clang OPT="-O1 -g -fsanitize=thread -fno-omit-frame-pointer" \
+	    LDFLAGS="-fsanitize=thread" build/tsan/sluice build/tsan/unit
+	TSAN_OPTIONS="$(TSAN_RUN)" ./build/tsan/unit
+	SLUICE_BIN=$(abspath build/tsan/sluice) SLUICE_SANITIZED=1 TSAN_OPTIONS="$(TSAN_RUN)" \
+	    $(PYTEST) -q tests/integration
+
+# Everything make test leaves out for time (hours, not minutes): the integration suites
+# under ASan+UBSan and under TSan, the 100-round crash soak, the 30-minute memory soak and
+# every fuzz target for FUZZ_FULL_SECONDS (default 120). scripts/test_full.sh.
+test-full: deps
+	@bash scripts/test_full.sh
+
 valgrind: $(BUILD)/unit
 	valgrind --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect \
 	    ./$(BUILD)/unit
+
+# Fuzzing (tests/fuzz): clang libFuzzer with ASan+UBSan, built under build/fuzz. Every
+# tests/fuzz/fuzz_NAME.c is one target, linked with the harness (in-process server, checks)
+# and the library objects; its seeds and kept crashers are tests/fuzz/corpus/NAME/.
+# `make fuzz-smoke` runs each target briefly (part of `make test`); `make fuzz` runs each for
+# FUZZ_SECONDS (default 600) at the lowest CPU priority. scripts/fuzz.sh does both.
+FUZZ_TARGETS := $(patsubst tests/fuzz/fuzz_%.c,%,$(sort $(wildcard tests/fuzz/fuzz_*.c)))
+FUZZ_OPT     := -O1 -g -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all \
+                -fno-omit-frame-pointer
+FUZZ_SECONDS ?= 600
+
+fuzz-build:
+	$(MAKE) BUILD=build/fuzz CC=clang OPT="$(FUZZ_OPT)" LDFLAGS="-fsanitize=address,undefined" \
+	    $(addprefix build/fuzz/fuzz_,$(FUZZ_TARGETS))
+
+$(BUILD)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/harness.c tests/fuzz/fuzz.h $(LIBOBJ) $(GENOBJ)
+	$(CC) $(CFLAGS) -fsanitize=fuzzer -Itests/fuzz -o $@ $< tests/fuzz/harness.c $(LIBOBJ) \
+	    $(GENOBJ) $(LDFLAGS) $(LDLIBS) -ldl
+
+fuzz-smoke: fuzz-build
+	@bash scripts/fuzz.sh smoke
+
+fuzz: fuzz-build
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) bash scripts/fuzz.sh long
+
+# The crash soak (tests/integration/test_soak_crash.py) at full length: 100 SIGKILLs under
+# load on SQLite and on PostgreSQL; `make test` runs it with 10. Figures: build/soak/.
+SOAK_ROUNDS ?= 100
+soak: $(BUILD)/sluice
+	SLUICE_BIN=$(abspath $(BUILD)/sluice) SLUICE_SOAK_ROUNDS=$(SOAK_ROUNDS) $(PYTEST) -q -s \
+	    -p no:cacheprovider tests/integration/test_soak_crash.py
+
+# The memory soak (scripts/soak_memory.py): 30 minutes of mixed load, RSS every 10 s, a
+# verdict (flat or growing over the last half). SOAK_DB=postgres for PostgreSQL.
+SOAK_SECONDS ?= 1800
+SOAK_DB ?= sqlite
+soak-memory: $(BUILD)/sluice
+	SLUICE_BIN=$(abspath $(BUILD)/sluice) /usr/bin/python3 scripts/soak_memory.py \
+	    --seconds $(SOAK_SECONDS) --db $(SOAK_DB)
 
 bench:
 	@bash scripts/deps.sh --bench

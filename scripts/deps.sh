@@ -9,7 +9,10 @@ cd "$(dirname "$0")/.."
 
 PKGS=(build-essential pkg-config libmicrohttpd-dev libcurl4-openssl-dev libjansson-dev
       libsqlite3-dev libpq-dev libssl-dev zlib1g-dev postgresql-15 python3-pytest
-      python3-aiosmtpd python3-yaml wrk clang-format cppcheck clang-tidy sqlite3 curl chromium)
+      python3-aiosmtpd python3-yaml wrk clang-format cppcheck clang-tidy sqlite3 curl chromium
+      clang libclang-rt-14-dev valgrind)
+# clang + libclang-rt-14-dev: libFuzzer and the sanitizer runtimes (make fuzz, make tsan);
+# valgrind: make valgrind.
 # chromium: Debian's browser for the console's browser tests (playwright-core drives it; the
 # tests never download a browser of their own).
 [ "${1:-}" = "--bench" ] && PKGS+=(nginx-light prometheus-alertmanager linux-perf valgrind)

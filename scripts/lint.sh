@@ -17,7 +17,7 @@ result() { # name status
     fi
 }
 
-mapfile -t files < <(find src tests/unit -type f \( -name '*.c' -o -name '*.h' \) 2>/dev/null | sort)
+mapfile -t files < <(find src tests/unit tests/fuzz -type f \( -name '*.c' -o -name '*.h' \) 2>/dev/null | sort)
 
 # 1. Formatting (never rewrites files).
 rc=0

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# What `make test` runs after `make deps`: build, then every suite (unit, integration on
-# SQLite and PostgreSQL, browser, lint). Keeps going when a suite fails, prints one closing line per
+# What `make test` runs after `make deps`: build, then every suite (unit, the unit suite
+# under valgrind, integration on SQLite and PostgreSQL with the fault-injection suites and a
+# 10-round crash soak, browser, fuzz smoke, lint). Keeps going when a suite fails, prints one closing line per
 # suite at the end, and exits non-zero if any suite failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -37,6 +38,26 @@ else
     summary+=("unit: 0 passed, 1 failed")
 fi
 
+echo "== valgrind"
+# The unit suite again under valgrind: no invalid access, no leak (definite or indirect).
+if [ "$unit_ok" -eq 1 ]; then
+    valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect \
+        ./build/unit >"$tmp/valgrind.out" 2>&1
+    rc=$?
+    tail -n 5 "$tmp/valgrind.out"
+    line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$tmp/valgrind.out" | tail -n 1)
+    p=$(grep -oE '^[0-9]+' <<<"$line" || echo 0)
+    f=$(grep -oE '[0-9]+ failed' <<<"$line" | grep -oE '^[0-9]+' || echo 0)
+    if [ "$rc" -ne 0 ]; then
+        grep -E '^==[0-9]+== ' "$tmp/valgrind.out" | head -n 40
+        [ "$f" -eq 0 ] && f=1 # a valgrind error or leak fails the suite
+        status=1
+    fi
+    summary+=("valgrind: $p passed, $f failed")
+else
+    summary+=("valgrind: 0 passed, 1 failed")
+fi
+
 echo "== integration"
 if [ "$sluice_ok" -eq 1 ]; then
     SLUICE_BIN=$PWD/build/sluice /usr/bin/python3 -m pytest -q -rfE tests/integration 2>&1 |
@@ -71,6 +92,23 @@ if [ "$sluice_ok" -eq 1 ]; then
 else
     echo "browser: build/sluice did not build"
     summary+=("browser: 0 passed, 1 failed")
+fi
+
+echo "== fuzz"
+# Every libFuzzer target of tests/fuzz briefly: its kept crashers and seeds first (the
+# regression run), then a few seconds of new inputs (scripts/fuzz.sh smoke).
+if make -j2 fuzz-build >"$tmp/fuzz-build.out" 2>&1; then
+    bash scripts/fuzz.sh smoke 2>&1 | tee "$tmp/fuzz.out"
+    rc=${PIPESTATUS[0]}
+    line=$(grep -E '^fuzz: [0-9]+ passed, [0-9]+ failed' "$tmp/fuzz.out" | tail -n 1)
+    [ -n "$line" ] || line="fuzz: 0 passed, 1 failed"
+    [ "$rc" -eq 0 ] || status=1
+    summary+=("$line")
+else
+    tail -n 30 "$tmp/fuzz-build.out"
+    echo "fuzz: the fuzz targets did not build"
+    status=1
+    summary+=("fuzz: 0 passed, 1 failed")
 fi
 
 echo "== lint"

@@ -60,6 +60,9 @@ static int serve(int argc, char **argv)
     sigaddset(&sigs, SIGINT);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
+    /* A file-size limit (ulimit -f) then fails the write with EFBIG, which the store answers
+     * as a full disk (503 until there is room), instead of killing the process. */
+    signal(SIGXFSZ, SIG_IGN);
     struct config cfg;
     int prc = config_parse(&cfg, argc, argv, stdout, stderr);
     if (prc != 0) {

@@ -16,9 +16,11 @@
 #include "core/timeutil.h"
 #include "core/xalloc.h"
 
-#define CURSOR_MAX 1024 /* longer is not one of ours */
-#define CURSOR_MAC 16   /* bytes of HMAC-SHA256 kept */
-#define TEXT_MAX 256    /* longest LP_TEXT value */
+/* Longer is not one of ours: three key parts of the longest key text (128 characters, each
+ * escaped as \u00XX in JSON at worst), base64url, and the MAC stay below it. */
+#define CURSOR_MAX 4096
+#define CURSOR_MAC 16 /* bytes of HMAC-SHA256 kept */
+#define TEXT_MAX 256  /* longest LP_TEXT value */
 
 static unsigned char g_cursor_key[SHA256_LEN];
 
@@ -106,9 +108,11 @@ out:
 /* 400 naming the query parameter. */
 static void bad_param(struct http_req *req, const char *name, const char *message)
 {
-    char detail[400];
-    snprintf(detail, sizeof detail, "%.100s: %s", name, message);
-    json_t *e = json_pack("[{s:s,s:s}]", "field", name, "message", message);
+    char field[128], detail[400];
+    snprintf(field, sizeof field, "%s", name);
+    utf8_scrub(field); /* the name is the client's bytes; the answer is JSON */
+    snprintf(detail, sizeof detail, "%s: %s", field, message);
+    json_t *e = json_pack("[{s:s,s:s}]", "field", field, "message", message);
     http_problem(req, 400, detail, e);
 }
 

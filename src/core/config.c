@@ -103,7 +103,7 @@ static enum err parse_size(const char *s, int64_t *out)
 {
     char *end;
     double v = strtod(s, &end);
-    if (end == s || !isfinite(v) || v < 0 || v > 1e15)
+    if (end == s || !isfinite(v) || v < 0)
         return ERR_INVALID;
     int64_t mult = 1;
     if (!strcasecmp(end, "") || !strcasecmp(end, "b"))
@@ -122,7 +122,12 @@ static enum err parse_size(const char *s, int64_t *out)
         mult = 1024 * 1024 * 1024;
     else
         return ERR_INVALID;
-    *out = (int64_t)(v * (double)mult);
+    /* At most 1e15 bytes, checked after the unit: "1e15GiB" would not fit in an int64_t
+     * (and converting it would be undefined). */
+    double bytes = v * (double)mult;
+    if (bytes > 1e15)
+        return ERR_INVALID;
+    *out = (int64_t)bytes;
     return ERR_OK;
 }
 

@@ -128,16 +128,25 @@ void utf8_scrub(char *s)
 {
     unsigned char *p = (unsigned char *)s;
     while (*p) {
-        int n = *p < 0x80             ? 1
-                : (*p & 0xe0) == 0xc0 ? 2
-                : (*p & 0xf0) == 0xe0 ? 3
-                : (*p & 0xf8) == 0xf0 ? 4
-                                      : 0;
+        int n = *p < 0x80                  ? 1
+                : *p >= 0xc2 && *p <= 0xdf ? 2
+                : *p >= 0xe0 && *p <= 0xef ? 3
+                : *p >= 0xf0 && *p <= 0xf4 ? 4
+                                           : 0;
+        /* RFC 3629's table: the second byte's range rules out overlong forms, surrogates
+         * (U+D800-DFFF) and anything past U+10FFFF. */
+        unsigned char lo = 0x80, hi = 0xbf;
+        if (*p == 0xe0)
+            lo = 0xa0;
+        else if (*p == 0xed)
+            hi = 0x9f;
+        else if (*p == 0xf0)
+            lo = 0x90;
+        else if (*p == 0xf4)
+            hi = 0x8f;
         int ok = n > 0;
         for (int i = 1; i < n && ok; i++)
-            ok = (p[i] & 0xc0) == 0x80;
-        if (n == 2 && *p < 0xc2)
-            ok = 0; /* overlong */
+            ok = i == 1 ? p[1] >= lo && p[1] <= hi : (p[i] & 0xc0) == 0x80;
         if (!ok) {
             *p++ = '?';
             continue;

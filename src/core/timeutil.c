@@ -153,6 +153,8 @@ enum err time_parse(const char *s, int64_t *ms)
     return ERR_OK;
 }
 
+#define DURATION_MAX (3650LL * 86400000) /* ten years, in ms */
+
 enum err duration_parse(const char *s, int64_t *ms)
 {
     const char *p = s;
@@ -163,9 +165,11 @@ enum err duration_parse(const char *s, int64_t *ms)
         if (!isdigit((unsigned char)*p))
             return ERR_INVALID;
         int64_t v = 0;
+        /* Any number up to the longest duration: duration_format() writes "191980850222ms"
+         * for a duration that is not whole seconds, and that must parse back. */
         while (isdigit((unsigned char)*p)) {
             v = v * 10 + (*p - '0');
-            if (v > 100000000000LL)
+            if (v > DURATION_MAX)
                 return ERR_INVALID;
             p++;
         }
@@ -188,8 +192,10 @@ enum err duration_parse(const char *s, int64_t *ms)
         } else {
             return ERR_INVALID;
         }
+        if (v > DURATION_MAX / unit)
+            return ERR_INVALID;
         total += v * unit;
-        if (total > 3650LL * 86400000)
+        if (total > DURATION_MAX)
             return ERR_INVALID;
     }
     *ms = total;

@@ -33,13 +33,21 @@ bool outbound_address_blocked(const struct sockaddr *sa)
     if (sa->sa_family == AF_INET6) {
         const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)(const void *)sa;
         const uint8_t *b = in6->sin6_addr.s6_addr;
-        if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr)) {
-            uint32_t a =
-                (uint32_t)b[12] << 24 | (uint32_t)b[13] << 16 | (uint32_t)b[14] << 8 | b[15];
+        uint32_t a = (uint32_t)b[12] << 24 | (uint32_t)b[13] << 16 | (uint32_t)b[14] << 8 | b[15];
+        static const uint8_t nat64[12] = {0, 0x64, 0xff, 0x9b}; /* 64:ff9b::/96 */
+        /* IPv4 inside IPv6: mapped (::ffff:a.b.c.d), compatible (::a.b.c.d), and NAT64's
+         * well-known prefix, which a NAT64 network routes to the IPv4 address. */
+        if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr) || IN6_IS_ADDR_V4COMPAT(&in6->sin6_addr) ||
+            !memcmp(b, nat64, sizeof nat64))
             return v4_blocked(a);
-        }
+        if (b[0] == 0x20 && b[1] == 0x02) /* 6to4 2002:a.b.c.d::/48 */
+            return v4_blocked((uint32_t)b[2] << 24 | (uint32_t)b[3] << 16 | (uint32_t)b[4] << 8 |
+                              b[5]);
+        if (b[0] == 0 && b[1] == 0x64 && b[2] == 0xff && b[3] == 0x9b && b[4] == 0 && b[5] == 1)
+            return true; /* 64:ff9b:1::/48, NAT64 for local use */
         return IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr) || IN6_IS_ADDR_UNSPECIFIED(&in6->sin6_addr) ||
-               IN6_IS_ADDR_LINKLOCAL(&in6->sin6_addr) || IN6_IS_ADDR_MULTICAST(&in6->sin6_addr) ||
+               IN6_IS_ADDR_LINKLOCAL(&in6->sin6_addr) || IN6_IS_ADDR_SITELOCAL(&in6->sin6_addr) ||
+               IN6_IS_ADDR_MULTICAST(&in6->sin6_addr) ||
                (b[0] & 0xfe) == 0xfc; /* fc00::/7 unique local */
     }
     return true;

@@ -140,6 +140,17 @@ void http_add_header(struct http_req *req, const char *name, const char *value)
     assert(!"more response headers than HTTP_MAX_HEADERS");
 }
 
+/* A JSON string of s with invalid UTF-8 replaced: problem text may quote the request's own
+ * bytes (a method, a path, a query parameter), and jansson refuses invalid UTF-8. */
+static json_t *json_text(const char *s)
+{
+    char *c = xstrdup(s);
+    utf8_scrub(c);
+    json_t *j = json_string(c);
+    free(c);
+    return j;
+}
+
 void http_problem(struct http_req *req, int status, const char *detail, json_t *errors)
 {
     const char *slug = "error", *title = "Error";
@@ -151,12 +162,11 @@ void http_problem(struct http_req *req, int status, const char *detail, json_t *
     char type[128];
     snprintf(type, sizeof type, "https://sluice.dev/problems/%s", slug);
     json_t *p = json_pack("{s:s,s:s,s:i}", "type", type, "title", title, "status", status);
-    if (detail)
-        json_object_set_new(p, "detail", json_string(detail));
+    json_object_set_new(p, "detail", json_text(detail ? detail : title));
     if (errors)
         json_object_set_new(p, "errors", errors);
     if (req->path)
-        json_object_set_new(p, "instance", json_string(req->path));
+        json_object_set_new(p, "instance", json_text(req->path));
     http_json(req, status, p);
     req->content_type = "application/problem+json";
 }

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -97,14 +98,17 @@ static void clear_params(struct http_req *req)
 static void dispatch(struct http_req *req)
 {
     char allow[128] = "";
+    /* HEAD is answered by the GET route: libmicrohttpd sends the headers without the body. */
+    bool head = !strcmp(req->method, "HEAD");
     for (int i = 0; i < g.nroutes; i++) {
         const struct route *r = &g.routes[i];
         if (!match(r->pattern, req->path, req->params))
             continue;
-        if (strcmp(r->method, req->method) != 0) {
-            if (!strstr(allow, r->method)) {
+        if (strcmp(r->method, req->method) != 0 && !(head && !strcmp(r->method, "GET"))) {
+            const char *m = !strcmp(r->method, "GET") ? "GET, HEAD" : r->method;
+            if (!strstr(allow, m)) {
                 size_t n = strlen(allow);
-                snprintf(allow + n, sizeof allow - n, "%s%s", n ? ", " : "", r->method);
+                snprintf(allow + n, sizeof allow - n, "%s%s", n ? ", " : "", m);
             }
             clear_params(req);
             continue;
@@ -297,10 +301,21 @@ void http_defer_blocking(struct http_req *req, void (*work)(void *ctx),
 
 /* --- MHD callbacks ------------------------------------------------------------------- */
 
+/* Seconds a 503 asks the client to wait when its handler named no Retry-After: the
+ * database or the server is back within seconds or the client should look elsewhere. */
+#define RETRY_AFTER_503 "2"
+
 static enum MHD_Result queue(struct MHD_Connection *conn, struct http_req *req)
 {
     if (!req->responded)
         http_problem(req, 500, "the handler produced no response", NULL);
+    if (req->status == 503) { /* every 503 says when to come back (API contract) */
+        bool has = false;
+        for (int i = 0; i < HTTP_MAX_HEADERS && req->extra_headers[i]; i++)
+            has |= !strncasecmp(req->extra_headers[i], "Retry-After:", 12);
+        if (!has)
+            http_add_header(req, "Retry-After", RETRY_AFTER_503);
+    }
     struct MHD_Response *resp = MHD_create_response_from_buffer(
         req->resp_len, req->resp ? req->resp : (char *)"", MHD_RESPMEM_MUST_COPY);
     if (req->content_type)
@@ -415,7 +430,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     http_req_free(req);
 }
 
-static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+/* fmt comes from libmicrohttpd (the format attribute lets clang check the call). */
+__attribute__((format(printf, 2, 0))) static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
     (void)cls;
     char msg[512];

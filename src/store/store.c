@@ -23,7 +23,8 @@
 #include "core/timeutil.h"
 #include "core/xalloc.h"
 
-#define BATCH_MAX 1024 /* jobs per transaction */
+#define BATCH_MAX 1024       /* jobs per transaction */
+#define READER_CACHE "-8192" /* KiB of SQLite page cache per read connection */
 
 static struct {
     char *url;
@@ -318,8 +319,11 @@ struct db *store_reader(void)
             log_error("store", "cannot open a read connection: %s", msg);
             return NULL;
         }
+        /* SQLite's page cache is per connection and fills up to its size as the database
+         * grows: 64 MiB for the writer (db_sqlite.c), READER_CACHE for each reading thread,
+         * so the process stays within 64 MiB + READER_CACHE x readers (docs/operations.md). */
         if (db_kind(db) == DB_SQLITE)
-            db_exec(db, "PRAGMA query_only = ON");
+            db_exec(db, "PRAGMA query_only = ON; PRAGMA cache_size = " READER_CACHE);
         pthread_setspecific(g.reader_key, db);
     }
     if (db_ensure(db) != ERR_OK)

@@ -332,6 +332,14 @@ class Server:
             payload = resp.read()
             rh = {k.lower(): v for k, v in resp.getheaders()}
             return resp.status, rh, parse_body(rh, payload)
+        except ConnectionError as e:
+            # Say how the server ended when it is gone (a signal is -N), not only "refused".
+            # The same exception type is kept: tests that kill the server on purpose catch
+            # OSError and retry.
+            if self.proc is not None and self.proc.poll() is not None:
+                raise type(e)(f"{method} {path}: sluice is not running (it exited with "
+                              f"{self.proc.returncode})") from e
+            raise
         finally:
             conn.close()
 
@@ -502,6 +510,9 @@ def assert_problem(resp, status, field=None):
     for k in ("type", "title", "status", "detail"):
         assert k in body, (k, body)
     assert body["status"] == status, body
+    if status == 503:  # every 503 says when to come back
+        assert headers.get("retry-after", "").isdigit(), headers
+        assert int(headers["retry-after"]) >= 1, headers
     if field is not None:
         assert isinstance(body.get("errors"), list) and body["errors"], body
         fields = [e.get("field") for e in body["errors"]]

@@ -10,9 +10,12 @@ raw body, parsed JSON, arrival time) and answers per path as told:
     rcv.set("/a", "hang")                      # hold the request past the client's timeout
     rcv.set("/a", "close")                     # close the connection without an answer
     rcv.set("/a", lambda req: 500 if req.json["entity_id"] == "A" else 200)
+    rcv.set("/a", "trickle")                   # 200 whose body comes one byte per 0.2 s
+    rcv.set("/a", ("huge", 500, 50 << 20))     # a 500 with a 50 MiB body
 
 A behaviour is an int status, a (status, headers) or (status, headers, body) tuple, "hang",
-"close", or a callable taking the Request and returning one of those. The last entry of a
+"close", "trickle", ("huge", status, nbytes), or a callable taking the Request and
+returning one of those. The last entry of a
 script repeats. `wait(path, n)` polls until n requests arrived (deadline based).
 
 Signature checks go through npm's `standardwebhooks` package (verify_signature.js), never
@@ -154,6 +157,36 @@ class Receiver:
         if b == "hang":
             self.stopping.wait(HANG_MAX)
             h.close_connection = True
+            return
+        if b == "trickle":  # the answer starts, then crawls (past any client's timeout)
+            h.close_connection = True
+            try:
+                h.send_response(200)
+                h.send_header("Content-Length", "1000")
+                h.end_headers()
+                h.wfile.flush()
+                for _ in range(1000):
+                    if self.stopping.wait(0.2):
+                        break
+                    h.wfile.write(b"x")
+                    h.wfile.flush()
+            except OSError:
+                pass
+            return
+        if isinstance(b, tuple) and b and b[0] == "huge":
+            _, status, size = b
+            chunk = b"x" * 65536
+            try:
+                h.send_response(status)
+                h.send_header("Content-Length", str(size))
+                h.end_headers()
+                left = size
+                while left > 0 and not self.stopping.is_set():
+                    h.wfile.write(chunk[:min(left, len(chunk))])
+                    left -= len(chunk)
+                h.wfile.flush()
+            except OSError:
+                h.close_connection = True
             return
         headers, text = {}, None
         if isinstance(b, tuple):

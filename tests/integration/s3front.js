@@ -7,8 +7,10 @@
 // go on to s3rver without their Authorization header.
 //
 // Control (no auth, JSON): POST /__control {"fail": [{"status", "code", "message", "count",
-// "method", "retry_after"}], "hold": bool} queues injected failures (e.g. 503 SlowDown) or holds every
-// object upload unanswered; GET /__log returns every request seen; POST /__reset clears both.
+// "method", "retry_after"}], "hold": bool, "drop": n} queues injected failures (e.g. 503
+// SlowDown), holds every object upload unanswered, or closes the connection of the next n
+// uploads (PUT) after the first bytes of their body, without an answer; GET /__log returns
+// every request seen; POST /__reset clears all of it.
 //
 // Usage: node s3front.js PORT DIR ACCESS_KEY_ID SECRET REGION BUCKET...
 // Prints "READY <front port> <s3rver port>" when listening.
@@ -21,7 +23,7 @@ const S3rver = require('s3rver');
 
 const [port, dir, akid, secret, region, ...buckets] = process.argv.slice(2);
 
-const state = { fail: [], hold: false, held: [], log: [] };
+const state = { fail: [], hold: false, held: [], log: [], drop: 0 };
 
 function s3error(res, status, code, message, retryAfter) {
   const body = `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${code}</Code>` +
@@ -68,6 +70,12 @@ async function main() {
 
   const server = http.createServer((req, res) => {
     const chunks = [];
+    if (!req.url.startsWith('/__') && req.method === 'PUT' && state.drop > 0) {
+      state.drop--;
+      state.log.push({ method: req.method, url: req.url, dropped: true, at: Date.now() });
+      req.once('data', () => req.socket.destroy()); // mid-upload: some body, then gone
+      return;
+    }
     req.on('data', (c) => chunks.push(c));
     req.on('end', () => {
       const body = Buffer.concat(chunks);
@@ -114,12 +122,14 @@ async function main() {
       const c = JSON.parse(body.toString() || '{}');
       if (c.fail) state.fail.push(...c.fail);
       if (c.hold !== undefined) state.hold = c.hold;
+      if (c.drop !== undefined) state.drop = c.drop;
     } else if (req.url === '/__log') {
       out = state.log;
     } else if (req.url === '/__reset') {
       state.fail = [];
       state.log = [];
       state.hold = false;
+      state.drop = 0;
     }
     const s = JSON.stringify(out);
     res.writeHead(200, { 'Content-Type': 'application/json' });

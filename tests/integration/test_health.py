@@ -31,7 +31,19 @@ def test_unknown_path_is_404_problem(server):
 def test_wrong_method_is_405_problem(server):
     make_tenant(server, "acme")
     key = make_key(server, "acme", ALL_PERMS)
-    assert_problem(server.request("PUT", "/v1/events", {"x": 1}, token=key), 405)
+    resp = server.request("PUT", "/v1/events", {"x": 1}, token=key)
+    assert_problem(resp, 405)
+    assert resp[1]["allow"] == "POST, GET, HEAD", resp[1]
+
+
+def test_head_is_answered_like_get_without_a_body(server):
+    get = server.request("GET", "/")
+    head = server.request("HEAD", "/")
+    assert head[0] == get[0] == 200
+    assert head[1]["content-type"] == get[1]["content-type"]
+    assert head[1]["content-security-policy"] == get[1]["content-security-policy"]
+    assert head[2] in ("", None, b""), head[2]
+    assert server.request("HEAD", "/healthz")[0] == 200
 
 
 def test_node_without_api_role_serves_only_operations(start_server, db):

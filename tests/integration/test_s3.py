@@ -23,7 +23,7 @@ import urllib.request
 
 import pytest
 
-from conftest import (ALL_PERMS, REPO, list_all_events, make_key, make_tenant, publish,
+from conftest import (ALL_PERMS, REPO, SLOW, list_all_events, make_key, make_tenant, publish,
                       wait_for)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -492,7 +492,10 @@ def test_s3_retry_after_is_honoured(start_server, db, s3clean):
 
 
 def test_s3_multipart_above_16_mib(start_server, db, s3clean):
-    srv = serve(start_server, db, "--s3-batch-max-age", "600s", "--s3-batch-max-bytes", "17MiB")
+    # The batch stays open 6 s (at --time-scale 100), 30 s under the sanitizers, where
+    # publishing 18 MB takes longer than 6 s (make tsan).
+    srv = serve(start_server, db, "--s3-batch-max-age", f"{600 * SLOW}s", "--s3-batch-max-bytes",
+                "17MiB")
     key = setup_tenant(srv)
     create(srv, key, "big", s3_target(s3clean, P() + "t6/", compression="none"))
     ids = []
@@ -569,8 +572,8 @@ def test_s3_sigkill_with_open_batch_and_upload_in_flight(start_server, db, s3cle
 
 
 def test_s3_sigkill_during_multipart_aborts_the_abandoned_upload(start_server, db, s3clean):
-    srv = serve(start_server, db, "--s3-batch-max-age", "600s", "--s3-batch-max-bytes", "17MiB",
-                "--lease", "3s")
+    srv = serve(start_server, db, "--s3-batch-max-age", f"{600 * SLOW}s", "--s3-batch-max-bytes",
+                "17MiB", "--lease", "3s")  # the batch's age as above
     key = setup_tenant(srv)
     create(srv, key, "mp", s3_target(s3clean, P() + "t8/", compression="none"))
     s3clean.control(hold=True)  # parts are PUTs: the first one hangs

@@ -284,6 +284,30 @@ static void test_config_rejects_non_finite(void)
     PARSE_FAILS("--s3-batch-max-bytes", "--s3-batch-max-bytes=infMB");
 }
 
+/* Sizes stop at 1e15 bytes after the unit is applied: "1e15GiB" once converted a double past
+ * INT64_MAX to an integer (undefined behaviour; found by tests/fuzz/fuzz_config). */
+static void test_config_size_limit(void)
+{
+    clear_sluice_env();
+    PARSE_FAILS("--s3-batch-max-bytes", "--s3-batch-max-bytes=1e15GiB");
+    PARSE_FAILS("--s3-batch-max-bytes", "--s3-batch-max-bytes=1e13KB");
+    PARSE_FAILS("--s3-batch-max-bytes", "--s3-batch-max-bytes=9.3e18");
+    struct config cfg;
+    char *out, *err;
+    static const char *const ok[] = {"--s3-batch-max-bytes=1e15", NULL};
+    ASSERT_EQ_INT(parse(&cfg, ok, &out, &err), 0);
+    ASSERT_EQ_INT(cfg.s3_batch_max_bytes, 1000000000000000LL);
+    config_cleanup(&cfg);
+    free(out);
+    free(err);
+    static const char *const gib[] = {"--s3-batch-max-bytes=2GiB", NULL};
+    ASSERT_EQ_INT(parse(&cfg, gib, &out, &err), 0);
+    ASSERT_EQ_INT(cfg.s3_batch_max_bytes, 2LL * 1024 * 1024 * 1024);
+    config_cleanup(&cfg);
+    free(out);
+    free(err);
+}
+
 static void test_config_help(void)
 {
     clear_sluice_env();
@@ -313,5 +337,6 @@ void unit_config(void)
     RUN(test_config_file_precedence);
     RUN(test_config_errors);
     RUN(test_config_rejects_non_finite);
+    RUN(test_config_size_limit);
     RUN(test_config_help);
 }

@@ -219,6 +219,38 @@ static void test_json_helpers(void)
     json_decref(o);
 }
 
+/* Whatever utf8_scrub leaves is valid UTF-8 (jansson takes it), and valid text is kept. Found
+ * by tests/fuzz/fuzz_json: a receiver's or S3's bytes F4 BC.. or F5.. passed as UTF-8. */
+static void test_utf8_scrub(void)
+{
+    static const struct {
+        const char *in, *out;
+    } cases[] = {
+        {"plain ascii", "plain ascii"},
+        {"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"},
+        {"\xf4\x8f\xbf\xbf", "\xf4\x8f\xbf\xbf"}, /* U+10FFFF, the last code point */
+        {"\xf4\xbc\xbc\xbc\xf5", "?????"},        /* past U+10FFFF; F5 never starts one */
+        {"\xf4\x90\x80\x80", "????"},             /* U+110000 */
+        {"\xf5\x80\x80\x80", "????"},
+        {"\xc0\xaf", "??"},               /* overlong '/' */
+        {"\xe0\x80\xaf", "???"},          /* overlong, three bytes */
+        {"\xf0\x80\x80\xaf", "????"},     /* overlong, four bytes */
+        {"\xed\xa0\x80", "???"},          /* a UTF-16 surrogate */
+        {"\xed\x9f\xbf", "\xed\x9f\xbf"}, /* U+D7FF, just before them */
+        {"\xe2\x82", "??"},               /* cut short by the end */
+        {"\xff\xfe", "??"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char buf[64];
+        snprintf(buf, sizeof buf, "%s", cases[i].in);
+        utf8_scrub(buf);
+        ASSERT_EQ_STR(buf, cases[i].out);
+        json_t *j = json_string(buf);
+        ASSERT_TRUE(j != NULL);
+        json_decref(j);
+    }
+}
+
 void unit_json(void)
 {
     RUN(test_json_depth);
@@ -228,4 +260,5 @@ void unit_json(void)
     RUN(test_json_check_fields);
     RUN(test_verrs);
     RUN(test_json_helpers);
+    RUN(test_utf8_scrub);
 }

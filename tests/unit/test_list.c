@@ -72,8 +72,27 @@ static void test_cursor_refused_unless_ours(void)
     free(c);
 }
 
+/* The longest keys the lists have (a 128-character connection name of control characters,
+ * each escaped as \u00XX in the cursor's JSON) make cursors the server takes back. It once
+ * handed out such a cursor and then refused it (found by tests/fuzz/fuzz_cursor). */
+static void test_cursor_of_longest_keys(void)
+{
+    set_key(7);
+    char part[129];
+    memset(part, '\x01', 128);
+    part[128] = '\0';
+    const char *parts[] = {part, part, part};
+    char *c = list_cursor_encode("connections", "acme", parts, 3);
+    char *key[LIST_KEY_MAX];
+    REQUIRE_TRUE(list_cursor_decode(c, "connections", "acme", 3, key) == ERR_OK);
+    ASSERT_EQ_STR(key[2], part);
+    free_key(key, 3);
+    free(c);
+}
+
 void unit_list(void)
 {
     RUN(test_cursor_round_trip);
     RUN(test_cursor_refused_unless_ours);
+    RUN(test_cursor_of_longest_keys);
 }

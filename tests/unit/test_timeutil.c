@@ -142,6 +142,9 @@ static void test_duration_parse(void)
         {"1d2h3m4s5ms", 93784005},
         {"1ms", 1},
         {"3650d", 3650LL * 86400000},
+        /* what duration_format writes for long durations that are not whole seconds */
+        {"191980850222ms", 191980850222LL},
+        {"315360000000ms", 3650LL * 86400000},
     };
     for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
         int64_t ms = -1;
@@ -169,6 +172,11 @@ static void test_duration_parse_invalid(void)
         "1h30",
         "99999999999999999999s",
         "3651d",
+        "315360000001ms",
+        "315360001s",
+        "87601h",
+        "3650d1ms",
+        "9223372036854775807ms",
         "1w",
         "ms",
         "+5s",
@@ -193,7 +201,7 @@ static void test_duration_format(void)
         {5400000, "90m"}, {60000, "1m"},
         {90000, "90s"},   {1000, "1s"},
         {1500, "1500ms"}, {1, "1ms"},
-        {0, "0s"},
+        {0, "0s"},        {191980850222, "191980850222ms"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char out[32];
