@@ -49,9 +49,10 @@ def main():
         samples = []
         end = time.monotonic() + 60
         while first is None and time.monotonic() < end:
-            lines = nginx.lines()
-            if lines:
-                first = float(lines[0]) - t0
+            # Only requests since the start count (nginx logs its own readiness probe too).
+            after = [float(t) for t in nginx.lines() if float(t) >= t0]
+            if after:
+                first = min(after) - t0
             samples.append(srv.rss_mb() or 0)
             time.sleep(0.02)
         if first is None:
