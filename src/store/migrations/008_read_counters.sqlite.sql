@@ -57,7 +57,11 @@ INSERT INTO stats_minutes (tenant_id, minute, kind, shard, n)
 
 -- The triggers keep both tables exact through every write path (publish, claim, outcome,
 -- pause and resume, redelivery, retention, deletion). Each fires only when a counted value
--- changes.
+-- changes. The update triggers are declared on finished_at: every statement that moves a
+-- delivery out of the pending class (succeeded, failed, rejected, skipped) sets finished_at,
+-- and the statements that move deliveries within it (claims, batch joins, retries, holds,
+-- resumes, lease returns) do not name it, so SQLite runs them with no trigger program and
+-- no statement journal (with one, S3 batch joins ran about 3x slower).
 CREATE TRIGGER events_count_ins AFTER INSERT ON events BEGIN
     INSERT INTO stats_minutes (tenant_id, minute, kind, shard, n)
         VALUES (new.tenant_id, new.published_at / 60000, 'events', 0, 1)
@@ -88,7 +92,7 @@ CREATE TRIGGER deliveries_count_ins AFTER INSERT ON deliveries BEGIN
         WHERE new.state IN ('succeeded', 'failed', 'rejected') AND new.finished_at IS NOT NULL
         ON CONFLICT (tenant_id, minute, kind, shard) DO UPDATE SET n = n + 1;
 END;
-CREATE TRIGGER deliveries_count_upd AFTER UPDATE OF state ON deliveries
+CREATE TRIGGER deliveries_count_upd AFTER UPDATE OF finished_at ON deliveries
 WHEN (CASE WHEN old.state IN ('succeeded', 'failed', 'rejected', 'skipped') THEN old.state ELSE 'pending' END)
   <> (CASE WHEN new.state IN ('succeeded', 'failed', 'rejected', 'skipped') THEN new.state ELSE 'pending' END)
 BEGIN
@@ -101,7 +105,7 @@ BEGIN
                 0, 1)
         ON CONFLICT (tenant_id, integration_id, status, shard) DO UPDATE SET n = n + 1;
 END;
-CREATE TRIGGER deliveries_finished_upd AFTER UPDATE OF state, finished_at ON deliveries
+CREATE TRIGGER deliveries_finished_upd AFTER UPDATE OF finished_at ON deliveries
 WHEN (old.state IS NOT new.state OR old.finished_at IS NOT new.finished_at)
  AND ((old.state IN ('succeeded', 'failed', 'rejected') AND old.finished_at IS NOT NULL)
    OR (new.state IN ('succeeded', 'failed', 'rejected') AND new.finished_at IS NOT NULL))
