@@ -24,6 +24,7 @@
 #include "api/api.h"
 #include "core/config.h"
 #include "core/log.h"
+#include "deliver/deliver.h"
 #include "http/http.h"
 #include "store/store.h"
 
@@ -564,6 +565,7 @@ const struct fz_fixtures *fz_server(void)
         abort();
     }
     fclose(devnull);
+    deliver_register(); /* the target drivers, as main() does: integrations need them */
     if (http_listen(&g.cfg, err, sizeof err) != ERR_OK ||
         store_start(&g.cfg, err, sizeof err) != ERR_OK) {
         fprintf(stderr, "fuzz: cannot start the server: %s\n", err);
