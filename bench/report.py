@@ -122,6 +122,17 @@ def assemble(tmp, out_path, secs):
                     if db not in report["ingest"] and db in base.get("ingest", {}):
                         report["ingest"][db] = base["ingest"][db]
                         sections[f"ingest.{db}"] = msec.get(f"ingest.{db}", base_run)
+                        if f"ingest.{db}.grown" in msec:
+                            sections[f"ingest.{db}.grown"] = msec[f"ingest.{db}.grown"]
+                        continue
+                    # Fresh and grown are separate scenarios: keep the one not re-run.
+                    old = base.get("ingest", {}).get(db, {}).get("grown") or {}
+                    new = report["ingest"].get(db, {}).get("grown") or {}
+                    if db in report["ingest"] and all(v is None for v in new.values()) and \
+                            any(v is not None for v in old.values()):
+                        report["ingest"][db]["grown"] = old
+                        sections[f"ingest.{db}.grown"] = msec.get(
+                            f"ingest.{db}.grown", msec.get(f"ingest.{db}", base_run))
                 continue
             if key not in report and key in base:
                 report[key] = base[key]
