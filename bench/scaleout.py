@@ -1,170 +1,95 @@
 #!/usr/bin/python3
-"""Scale-out benchmark (PostgreSQL): delivered events/s with 1, 2 and 3 `sluice serve` nodes
-on one database to a receiver that takes 20 ms per request, and the fail-over time (SIGKILL
-of a node holding work to the first delivery of that work by another node).
+"""Scale-out benchmark (PostgreSQL): delivered events per second with 1, 2 and 3 `sluice
+serve` nodes on one database, to a receiver that takes 20 ms per request (nginx with the
+echo module's echo_sleep: latency-bound, as real ERPs are).
 
-Starts a throwaway PostgreSQL 15 cluster (the test suite's conftest.Postgres: fsync on) and
-the test suite's recording receiver (tests/integration/receiver.py, one thread per request).
-For each node count: a fresh database, the nodes, INTEGRATIONS webhook integrations
-(max_in_flight MAX_IN_FLIGHT each, ordering none), a backlog of EVENTS events published
-with the engines' wake-ups running, then the rate is measured at the receiver over the
-middle of the run (the first and last 10% of receipts left out).
+Each node is one process with its own data dir and --node-id, the same master key file,
+every role, and --webhook-max-connections C (default 16): a node's connection pool is what
+bounds one node against a slow receiver, so adding nodes adds delivery capacity. The
+backlog (events routed to 8 integrations, ordering none, max_in_flight 64 each: more than
+three nodes' pools) is built first by one node with --roles api. For each node count the
+nodes are started together, given a warm-up, and the receiver's count of requests over
+--seconds is the figure; then they are stopped (SIGTERM: each gives its leases back).
 
-Usage: bench/scaleout.py SLUICE_BIN [EVENTS]
-Environment: INTEGRATIONS (4), MAX_IN_FLIGHT (64), DELAY_MS (20), NODES ("1,2,3").
-Prints one JSON object.
+Usage: bench/scaleout.py [--seconds S] [--connections C] [--events N]
+Prints one JSON object (DESIGN.md's scaleout keys).
 """
-import json
+import argparse
 import os
-import secrets
-import signal
-import subprocess
+import shutil
 import sys
 import tempfile
 import time
 
-REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
-sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import benchlib as B  # noqa: E402
 
-from conftest import Postgres, Server  # noqa: E402
-from receiver import Receiver  # noqa: E402
-
-EVENTS = int(sys.argv[2]) if len(sys.argv) > 2 else 20000
-INTEGRATIONS = int(os.environ.get("INTEGRATIONS", "4"))
-MAX_IN_FLIGHT = int(os.environ.get("MAX_IN_FLIGHT", "64"))
-DELAY = int(os.environ.get("DELAY_MS", "20")) / 1000.0
-PERMS = ["events:publish", "tools:view", "tools:manage"]
-
-
-def start_nodes(bin_, pg, n, tmp, args=()):
-    name = "b_" + secrets.token_hex(5)
-    pg.psql(f"CREATE DATABASE {name}")
-    token = secrets.token_hex(12)
-    os.environ["SLUICE_BIN"] = bin_
-    nodes = []
-    for i in range(n):
-        extra = ["--allow-private-targets", "--log-level", "warn", *args]
-        if nodes:
-            extra += ["--master-key-file", os.path.join(nodes[0].data_dir, "master-key")]
-        srv = Server(os.path.join(tmp, f"{name}-n{i}"), db=pg.url(name), admin_token=token,
-                     args=extra)
-        nodes.append(srv.start())
-    return nodes
-
-
-def setup(nodes, rcv):
-    a = nodes[0]
-    st, _, body = a.admin("POST", "/v1/admin/tenants", {"id": "acme", "name": "Acme"})
-    assert st == 201, body
-    st, _, body = a.admin("POST", "/v1/admin/tenants/acme/keys",
-                          {"name": "bench", "permissions": PERMS})
-    assert st == 201, body
-    key = body["key"]
-    for k in range(INTEGRATIONS):
-        st, _, body = a.request("POST", "/v1/integrations", {
-            "id": f"w{k}", "events": ["order"], "ordering": "none",
-            "max_in_flight": MAX_IN_FLIGHT,
-            "target": {"type": "webhook", "url": rcv.url(f"/w{k}")}}, token=key)
-        assert st == 201, body
-    return key
-
-
-def publish(nodes, key, n, batch=500):
-    i = 0
-    while i < n:
-        k = min(batch, n - i)
-        srv = nodes[(i // batch) % len(nodes)]
-        st, _, body = srv.request("POST", "/v1/events", {"events": [
-            {"type": "order.updated", "entity_id": f"E{(i + j) % 1000}"} for j in range(k)]},
-            token=key, timeout=60)
-        assert st == 202, body
-        i += k
-
-
-def rate(bin_, pg, n, tmp):
-    rcv = Receiver()
-    for k in range(INTEGRATIONS):
-        rcv.set(f"/w{k}", ("delay", DELAY, 200))
-    nodes = start_nodes(bin_, pg, n, tmp)
-    try:
-        key = setup(nodes, rcv)
-        t0 = time.monotonic()
-        publish(nodes, key, EVENTS)
-        want = EVENTS * INTEGRATIONS
-        deadline = time.monotonic() + 600
-        while len(rcv.got()) < want and time.monotonic() < deadline:
-            time.sleep(0.2)
-        got = sorted(r.t for r in rcv.got())
-        assert len(got) >= want, f"{len(got)} of {want} delivered in 600 s"
-        lo, hi = got[len(got) // 10], got[len(got) * 9 // 10]
-        mid = (len(got) * 9 // 10 - len(got) // 10) / (hi - lo)
-        return {"nodes": n, "events_per_s": round(mid), "total_s": round(got[-1] - t0, 1),
-                "delivered": len(got)}
-    finally:
-        for s in nodes:
-            s.stop()
-        rcv.stop()
-
-
-def failover(bin_, pg, tmp):
-    """Two nodes; the receiver holds requests 1 s; B is SIGKILLed while it holds some; the
-    time to the first receipt of one of them by A."""
-    rcv = Receiver()
-    rcv.set("/w0", ("delay", 1.0, 200))
-    nodes = start_nodes(bin_, pg, 2, tmp)
-    global INTEGRATIONS
-    saved, INTEGRATIONS = INTEGRATIONS, 1
-    try:
-        key = setup(nodes, rcv)
-        publish(nodes, key, 2000)
-        b = nodes[1]
-        with open(os.path.join(b.data_dir, "node-id")) as f:
-            bid = f.read().strip()
-        dbname = b.db.rsplit("/", 1)[1]
-        for _ in range(100):
-            held = pg.psql("SELECT event_id FROM deliveries WHERE state = 'in_flight' AND "
-                           f"lease_owner = '{bid}'", db=dbname).split()
-            if held:
-                break
-            time.sleep(0.1)
-        b.proc.send_signal(signal.SIGKILL)
-        b.proc.wait()
-        t_kill = time.monotonic()
-        held = set(pg.psql("SELECT event_id FROM deliveries WHERE state = 'in_flight' AND "
-                           f"lease_owner = '{bid}'", db=dbname).split())
-        rcv.set("/w0", ("delay", DELAY, 200))
-        while time.monotonic() < t_kill + 60:
-            hits = [r.t for r in rcv.got() if r.t > t_kill and r.json["id"] in held]
-            if hits:
-                return {"held": len(held), "seconds": round(min(hits) - t_kill, 2)}
-            time.sleep(0.05)
-        return {"held": len(held), "seconds": None}
-    finally:
-        INTEGRATIONS = saved
-        for s in nodes:
-            s.stop()
-        rcv.stop()
+INTEGRATIONS = 8
 
 
 def main():
-    if len(sys.argv) < 2:
-        sys.exit("usage: bench/scaleout.py SLUICE_BIN [EVENTS]")
-    bin_ = os.path.abspath(sys.argv[1])
-    counts = [int(x) for x in os.environ.get("NODES", "1,2,3").split(",")]
-    pg = Postgres()
-    tmp = tempfile.mkdtemp(prefix="sluice-scaleout-")
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=float, default=10)
+    ap.add_argument("--connections", type=int, default=16)
+    ap.add_argument("--events", type=int, default=0, help="default: enough for every run")
+    ap.add_argument("--delay-ms", type=int, default=20)
+    a = ap.parse_args()
+    tmp = tempfile.mkdtemp(prefix="sluice-bench-scaleout-")
+    pg = B.Postgres().start()
+    nginx = B.Nginx(tmp, delay_ms=a.delay_ms, log=True)
+    nodes = []
     try:
-        pg.start()
-        runs = [rate(bin_, pg, n, tmp) for n in counts]
-        out = {"events": EVENTS, "integrations": INTEGRATIONS, "max_in_flight": MAX_IN_FLIGHT,
-               "receiver_delay_ms": DELAY * 1000, "cores": os.cpu_count(), "runs": runs,
-               "failover": failover(bin_, pg, tmp)}
-        base = runs[0]["events_per_s"]
-        out["ratios"] = {str(r["nodes"]): round(r["events_per_s"] / base, 2) for r in runs}
-        print(json.dumps(out))
+        url = pg.fresh_db("scaleout")
+        key_file = os.path.join(tmp, "master-key")
+        with open(key_file, "w") as f:
+            f.write(os.urandom(32).hex() + "\n")
+        os.chmod(key_file, 0o600)
+        seed = B.Sluice(tmp, name="seed", db=url, master_key=key_file,
+                        args=["--roles", "api"]).start()
+        key = seed.tenant_key()
+        for i in range(INTEGRATIONS):
+            seed.api.ok("POST", "/v1/integrations", {
+                "id": f"i{i}", "events": ["order"], "ordering": "none", "max_in_flight": 64,
+                "target": {"type": "webhook", "url": nginx.url()}})
+        # One node delivers at most connections / delay per second; with warm-ups, enough
+        # events for 1 + 2 + 3 nodes' windows, with room to spare.
+        per_node = a.connections / (a.delay_ms / 1000.0)
+        deliveries = int(per_node * (a.seconds + 4) * 6 * 1.5)
+        events = a.events or max(1000, deliveries // INTEGRATIONS)
+        B.publish_backlog(seed.api, events, batch=1000, threads=4)
+        seed.stop()
+        out = {"delay_ms": a.delay_ms, "connections_per_node": a.connections,
+               "integrations": INTEGRATIONS, "backlog_deliveries": events * INTEGRATIONS}
+        for n in (1, 2, 3):
+            nodes = [B.Sluice(tmp, name=f"node{n}-{k}", db=url, master_key=key_file,
+                              args=["--node-id", f"bench-node-{k}",
+                                    "--webhook-max-connections", str(a.connections)])
+                     for k in range(n)]
+            for s in nodes:
+                s.start(wait=False)
+            for s in nodes:
+                B.wait_http(s.port, "/readyz", proc=s.proc)
+            time.sleep(3)  # warm-up: connections opened, claims flowing
+            c0, t0 = nginx.count(), time.monotonic()
+            time.sleep(a.seconds)
+            c1, t1 = nginx.count(), time.monotonic()
+            for s in nodes:
+                s.stop()
+            nodes = []
+            rate = (c1 - c0) / (t1 - t0)
+            out[f"events_per_s_{n}_node" + ("s" if n > 1 else "")] = round(rate)
+            if c1 >= events * INTEGRATIONS:
+                raise RuntimeError("the backlog ran out during the measurement")
+        one = out["events_per_s_1_node"]
+        out["ratio_3_to_1"] = round(out["events_per_s_3_nodes"] / one, 3) if one else None
+        out["ideal_events_per_s_1_node"] = round(per_node)
+        B.emit(out)
     finally:
+        for s in nodes:
+            s.stop()
+        nginx.stop()
         pg.stop()
-        subprocess.run(["rm", "-rf", tmp])
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

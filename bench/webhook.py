@@ -1,110 +1,34 @@
-"""Webhook delivery benchmark: Sluice delivering to a local nginx, next to wrk's raw POST
-rate of the same bodies to the same nginx, in the same run; then publish-to-receipt latency
-at a steady 1,000 events/s to a recording receiver. Prints one JSON object.
+#!/usr/bin/python3
+"""Webhook delivery benchmark, publish to receipt, next to two limits measured in the same
+run: wrk's raw POST rate of the same bodies to the same nginx, and the --lifecycle storage
+limit (an event's whole database life: insert, claim, outcome and attempt row, 1,000 per
+transaction) on the same kind of database.
 
-Usage: python3 bench/webhook.py SLUICE_BIN [events]
+Throughput: a server with every role delivers to a local nginx while publishers (4
+connections, 100-event batches) publish N events as fast as it takes them; the figure is
+N / (time from the first publish to the last success). With 10 integrations each event is
+delivered 10 times and the figure counts deliveries. Integrations use ordering "none" and
+max_in_flight 256 (the API's maximum), so the database and the engine are what is
+measured, not the consumer.
+
+Latency: a steady 1,000 events/s (10 every 10 ms) to a recording receiver; publish to
+receipt, p50/p99/p99.9 (receipt time minus the envelope's published_at, ms clock).
+
+Usage: bench/webhook.py [--db sqlite|postgres] [--events N] [--seconds S] [--no-ten]
+Prints one JSON object (DESIGN.md's webhook keys; on PostgreSQL the webhook.postgres ones).
 """
-import http.client
+import argparse
 import http.server
 import json
 import os
 import shutil
-import socket
-import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 
-BIN = sys.argv[1]
-N = int(sys.argv[2]) if len(sys.argv) > 2 else 20000
-MAX_IN_FLIGHT = int(os.environ.get("MAX_IN_FLIGHT", "256"))
-HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-def wait_http(port, path="/", deadline=20):
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        try:
-            c = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-            c.request("GET", path)
-            c.getresponse().read()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"port {port} did not answer")
-
-
-class Api:
-    def __init__(self, port, token):
-        self.c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-        self.token = token
-
-    def call(self, method, path, body=None, token=None):
-        h = {"Authorization": "Bearer " + (token or self.token)}
-        data = None
-        if body is not None:
-            data = json.dumps(body)
-            h["Content-Type"] = "application/json"
-        self.c.request(method, path, body=data, headers=h)
-        r = self.c.getresponse()
-        raw = r.read()
-        return r.status, json.loads(raw) if raw else None
-
-
-def start_nginx(tmp):
-    port = free_port()
-    conf = os.path.join(tmp, "nginx.conf")
-    with open(conf, "w") as f:
-        f.write(f"""
-daemon off; worker_processes 1; pid {tmp}/nginx.pid; error_log {tmp}/nginx.err;
-events {{ worker_connections 4096; }}
-http {{
-  access_log off; client_body_temp_path {tmp}/body; proxy_temp_path {tmp}/proxy;
-  fastcgi_temp_path {tmp}/fcgi; uwsgi_temp_path {tmp}/uwsgi; scgi_temp_path {tmp}/scgi;
-  keepalive_requests 1000000;
-  server {{ listen 127.0.0.1:{port}; location / {{ client_body_buffer_size 64k;
-    return 200 "ok"; }} }}
-}}
-""")
-    proc = subprocess.Popen(["nginx", "-c", conf, "-p", tmp], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    wait_http(port)
-    return proc, port
-
-
-def start_sluice(tmp, extra=()):
-    port = free_port()
-    data = os.path.join(tmp, "sluice-" + str(port))
-    log = open(data + ".log", "w")
-    proc = subprocess.Popen([BIN, "serve", "--data-dir", data, "--listen", f"127.0.0.1:{port}",
-                             "--admin-token", "benchtoken", "--allow-private-targets",
-                             "--log-level", "warn", *extra], stdout=log, stderr=log)
-    wait_http(port, "/healthz")
-    api = Api(port, "benchtoken")
-    api.call("POST", "/v1/admin/tenants", {"id": "bench", "name": "Bench"})
-    _, k = api.call("POST", "/v1/admin/tenants/bench/keys",
-                    {"name": "bench", "permissions": ["events:publish", "tools:manage"]})
-    api.token = k["key"]
-    return proc, port, api
-
-
-def stop(proc):
-    proc.terminate()
-    try:
-        proc.wait(20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import benchlib as B  # noqa: E402
 
 
 def sample_body():
@@ -116,68 +40,49 @@ def sample_body():
                        "payload": {"n": 1, "note": "x" * 420}})
 
 
-def wrk_raw(port, tmp, secs=8):
+def wrk_raw(nginx, tmp, secs):
     script = os.path.join(tmp, "post.lua")
     with open(script, "w") as f:
         f.write('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
                 f"wrk.body = [[{sample_body()}]]\n")
-    out = subprocess.run(["wrk", "-t2", "-c64", f"-d{secs}s", "-s", script,
-                          f"http://127.0.0.1:{port}/hook"], capture_output=True, text=True).stdout
-    for line in out.splitlines():
-        if line.startswith("Requests/sec:"):
-            return float(line.split()[1])
-    raise RuntimeError(out)
+    return B.wrk(nginx.url(), secs, script=script)[0]
 
 
-def publish_all(api, n, batch=100):
-    ev = {"type": "order.created", "payload": {"note": "x" * 420}}
-    for i in range(0, n, batch):
-        events = [dict(ev, entity_id=f"ORD-{i + j}") for j in range(min(batch, n - i))]
-        st, body = api.call("POST", "/v1/events", {"events": events})
-        assert st == 202, (st, body)
-
-
-def delivered(api, ids):
+def succeeded(api, ids):
     total = 0
     for iid in ids:
-        _, body = api.call("GET", f"/v1/integrations/{iid}")
-        total += body["stats"]["succeeded"]
+        total += api.ok("GET", f"/v1/integrations/{iid}")["stats"]["succeeded"]
     return total
 
 
-def throughput(tmp, nginx_port, integrations):
-    """Publishes N events with every role but webhook stopped? No: events are published
-    first with --roles api (a backlog), then a node with every role delivers them all; the
-    rate is deliveries / time from that node's start to the last success."""
-    proc, port, api = start_sluice(tmp, ["--roles", "api"])
-    ids = [f"i{k}" for k in range(integrations)]
-    for iid in ids:
-        st, body = api.call("POST", "/v1/integrations", {
-            "id": iid, "events": ["order"], "ordering": "none", "max_in_flight": MAX_IN_FLIGHT,
-            "target": {"type": "webhook", "url": f"http://127.0.0.1:{nginx_port}/hook"}})
-        assert st == 201, body
-    publish_all(api, N)
-    data_dir = proc.args[proc.args.index("--data-dir") + 1]
-    stop(proc)
-    log = open(data_dir + ".run.log", "w")
-    t0 = time.monotonic()
-    proc = subprocess.Popen([BIN, "serve", "--data-dir", data_dir, "--listen",
-                             f"127.0.0.1:{port}", "--admin-token", "benchtoken",
-                             "--allow-private-targets", "--log-level", "warn"],
-                            stdout=log, stderr=log)
-    wait_http(port, "/healthz")
-    api = Api(port, api.token)
-    want = N * integrations
-    while True:
-        done = delivered(api, ids)
-        if done >= want:
-            break
-        if time.monotonic() - t0 > 600:
-            raise RuntimeError(f"only {done} of {want} delivered")
-        time.sleep(0.2)
-    secs = time.monotonic() - t0
-    stop(proc)
-    return want / secs
+def throughput(tmp, name, db, nginx, integrations, n):
+    srv = B.Sluice(tmp, name=name, db=db).start()
+    try:
+        srv.tenant_key()
+        ids = [f"i{k}" for k in range(integrations)]
+        for iid in ids:
+            srv.api.ok("POST", "/v1/integrations", {
+                "id": iid, "events": ["order"], "ordering": "none", "max_in_flight": 256,
+                "target": {"type": "webhook", "url": nginx.url()}})
+        want = n * integrations
+        t0 = time.monotonic()
+        done = {}
+        pub = threading.Thread(target=lambda: done.update(
+            rate=B.publish_backlog(srv.api, n, batch=100, threads=4)))
+        pub.start()
+        mon = B.Api(srv.port, srv.api.token)
+        while True:
+            time.sleep(0.25)
+            got = succeeded(mon, ids)
+            if got >= want:
+                break
+            if time.monotonic() - t0 > 900:
+                raise RuntimeError(f"only {got} of {want} delivered")
+        secs = time.monotonic() - t0
+        pub.join()
+        return want / secs, done.get("rate"), srv.rss_mb()
+    finally:
+        srv.stop()
 
 
 class Recorder(http.server.BaseHTTPRequestHandler):
@@ -185,8 +90,7 @@ class Recorder(http.server.BaseHTTPRequestHandler):
     lat = []
 
     def do_POST(self):
-        n = int(self.headers.get("Content-Length", 0))
-        body = self.rfile.read(n)
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
         now = time.time()
         pub = json.loads(body)["published_at"]
         t = time.mktime(time.strptime(pub[:19], "%Y-%m-%dT%H:%M:%S")) - time.timezone
@@ -200,55 +104,80 @@ class Recorder(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def latency(tmp, rate=1000, secs=10):
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
-    srv.daemon_threads = True
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    proc, port, api = start_sluice(tmp)
-    st, body = api.call("POST", "/v1/integrations", {
-        "id": "lat", "events": ["order"], "ordering": "none",
-        "target": {"type": "webhook", "url": f"http://127.0.0.1:{srv.server_address[1]}/h"}})
-    assert st == 201, body
-    per_tick, tick = 10, 0.01  # 10 events every 10 ms
-    start = time.monotonic()
-    sent = 0
-    while sent < rate * secs:
-        st, _ = api.call("POST", "/v1/events", {"events": [
-            {"type": "order.created", "entity_id": f"O-{sent + j}"} for j in range(per_tick)]})
-        assert st == 202
-        sent += per_tick
-        next_at = start + (sent / per_tick) * tick
-        delay = next_at - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
-    end = time.monotonic() + 30
-    while len(Recorder.lat) < sent and time.monotonic() < end:
-        time.sleep(0.05)
-    stop(proc)
-    srv.shutdown()
+def latency(tmp, db, rate=1000, secs=10):
+    Recorder.lat = []
+    srv_http = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    srv_http.daemon_threads = True
+    threading.Thread(target=srv_http.serve_forever, daemon=True).start()
+    srv = B.Sluice(tmp, name="latency", db=db).start()
+    try:
+        srv.tenant_key()
+        srv.api.ok("POST", "/v1/integrations", {
+            "id": "lat", "events": ["order"], "ordering": "none",
+            "target": {"type": "webhook", "url": f"http://127.0.0.1:{srv_http.server_address[1]}/h"}})
+        per_tick, tick = rate // 100, 0.01
+        start = time.monotonic()
+        sent = 0
+        while sent < rate * secs:
+            srv.api.ok("POST", "/v1/events", {"events": [
+                {"type": "order.created", "entity_id": f"O-{sent + j}"} for j in range(per_tick)]})
+            sent += per_tick
+            delay = start + (sent / per_tick) * tick - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+        end = time.monotonic() + 30
+        while len(Recorder.lat) < sent and time.monotonic() < end:
+            time.sleep(0.05)
+    finally:
+        srv.stop()
+        srv_http.shutdown()
     lat = sorted(Recorder.lat)
-    q = lambda p: round(lat[min(len(lat) - 1, int(p * len(lat)))], 1)
-    achieved = sent / (time.monotonic() - start)
+    q = lambda p: round(lat[min(len(lat) - 1, int(p * len(lat)))], 1)  # noqa: E731
     return {"p50_ms": q(0.50), "p99_ms": q(0.99), "p999_ms": q(0.999), "received": len(lat),
-            "sent": sent, "note": "receipt time minus published_at (ms clock resolution)"}
+            "sent": sent}
 
 
 def main():
-    tmp = tempfile.mkdtemp(prefix="sluice-bench-")
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--db", default="sqlite", choices=["sqlite", "postgres"])
+    ap.add_argument("--events", type=int, default=100000)
+    ap.add_argument("--seconds", type=float, default=10)
+    ap.add_argument("--no-ten", action="store_true", help="skip the 10-integration run")
+    a = ap.parse_args()
+    secs = max(1, int(a.seconds))
+    tmp = tempfile.mkdtemp(prefix="sluice-bench-webhook-")
+    pg = B.Postgres().start() if a.db == "postgres" else None
+    out = {"database": a.db}
     try:
-        ngx, nport = start_nginx(tmp)
+        nginx = B.Nginx(tmp)
         try:
-            raw = wrk_raw(nport, tmp)
-            one = throughput(tmp, nport, 1)
-            ten = throughput(tmp, nport, 10)
+            if not pg:
+                out["wrk_raw_req_per_s"] = round(wrk_raw(nginx, tmp, secs))
+            one, pub, rss = throughput(tmp, "one", pg.fresh_db("wh1") if pg else None, nginx, 1,
+                                       a.events)
+            out["events_per_s"] = round(one)
+            out["publish_events_per_s"] = round(pub) if pub else None
+            out["rss_mb"] = rss
+            if not a.no_ten and not pg:
+                ten, _, _ = throughput(tmp, "ten", None, nginx, 10, a.events // 5)
+                out["events_per_s_10_integrations"] = round(ten)
         finally:
-            stop(ngx)
-        lat = latency(tmp)
-        print(json.dumps({"wrk_raw_req_per_s": round(raw), "events_per_s": round(one),
-                          "events_per_s_10_integrations": round(ten),
-                          "ratio": round(one / raw, 3),
-                          "ratio_10_integrations": round(ten / raw, 3), **lat}))
+            nginx.stop()
+        lim = B.storage_limit(pg.fresh_db("whlimit") if pg else "sqlite:" + os.path.join(
+            tmp, "limit.db"), secs, "--lifecycle")
+        out["lifecycle_limit_events_per_s"] = lim["lifecycle_limit_events_per_s"]
+        out["lifecycle_limit"] = lim
+        out["lifecycle_ratio"] = round(one / lim["lifecycle_limit_events_per_s"], 3)
+        if not pg:
+            out["ratio"] = round(one / out["wrk_raw_req_per_s"], 3)
+        lat = latency(tmp, pg.fresh_db("whlat") if pg else None)
+        out.update(lat if not pg else {"p99_ms": lat["p99_ms"], "latency": lat})
+        out["note"] = ("events_per_s: publish to receipt of N events with publishing and "
+                       "delivery running together; 10 integrations: deliveries per second")
+        B.emit(out)
     finally:
+        if pg:
+            pg.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what Sluice needs to build and test, and only what is missing.
 # Idempotent and fast (< 2 s) when everything is already there.
-# Usage: scripts/deps.sh [--bench]   (--bench adds what `make bench` needs: nginx)
+# Usage: scripts/deps.sh [--bench]   (--bench adds what `make bench` needs: nginx, the
+# webhook receiver, and Prometheus Alertmanager, the alerting comparison; linux-perf and
+# valgrind, with which docs/performance.md's profiles are taken)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,7 +15,7 @@ PKGS=(build-essential pkg-config libmicrohttpd-dev libcurl4-openssl-dev libjanss
 # valgrind: make valgrind.
 # chromium: Debian's browser for the console's browser tests (playwright-core drives it; the
 # tests never download a browser of their own).
-[ "${1:-}" = "--bench" ] && PKGS+=(nginx-light)
+[ "${1:-}" = "--bench" ] && PKGS+=(nginx-light prometheus-alertmanager linux-perf valgrind)
 # Node may come from outside apt (e.g. a NodeSource build that bundles npm).
 command -v node >/dev/null 2>&1 || PKGS+=(nodejs)
 command -v npm >/dev/null 2>&1 || PKGS+=(npm)

@@ -215,6 +215,46 @@ enum err tasks_recover(struct db *db, const char *tenant, const char *kind, cons
     return ERR_OK;
 }
 
+struct failed_ctx {
+    const struct task_work *w;
+    size_t n;
+    bool *failed;
+};
+
+static enum err failed_row(struct db_stmt *st, void *arg)
+{
+    struct failed_ctx *c = arg;
+    const char *t = db_col_text(st, 0), *conn = db_col_text(st, 1), *e = db_col_text(st, 2);
+    for (size_t i = 0; i < c->n; i++)
+        if (!strcmp(c->w[i].tenant, t) && !strcmp(c->w[i].connection, conn) &&
+            !strcmp(c->w[i].entity_id, e))
+            c->failed[i] = true;
+    return ERR_OK;
+}
+
+enum err tasks_failed_any(struct db *db, const char *kind, const struct task_work *w, size_t n,
+                          bool *failed)
+{
+    struct db_rows r;
+    db_rows_init(&r, "tttt");
+    for (size_t i = 0; i < n; i++) {
+        failed[i] = false;
+        db_rows_text(&r, w[i].tenant);
+        db_rows_text(&r, kind);
+        db_rows_text(&r, w[i].connection);
+        db_rows_text(&r, w[i].entity_id);
+    }
+    struct failed_ctx c = {.w = w, .n = n, .failed = failed};
+    enum err rc = db_rows_run(db,
+                              "SELECT DISTINCT t.tenant_id, t.connection, t.entity_id FROM "
+                              "({ROWS}) AS v JOIN tasks t ON t.tenant_id = v.column1 AND t.kind = "
+                              "v.column2 AND t.connection = v.column3 AND t.entity_id = v.column4 "
+                              "WHERE t.status = 'failed'",
+                              &r, failed_row, &c, NULL);
+    db_rows_cleanup(&r);
+    return rc;
+}
+
 enum err alert_resolve(struct db *db, const char *tenant, const char *alert_id)
 {
     struct db_stmt *st =

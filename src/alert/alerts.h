@@ -53,6 +53,15 @@ enum err tasks_recover(struct db *db, const char *tenant, const char *kind, cons
  * absent. Writer thread. */
 enum err alert_resolve(struct db *db, const char *tenant, const char *alert_id);
 
+/* Work (a connection and an entity of a tenant) whose failed tasks a success recovers. */
+struct task_work {
+    const char *tenant, *connection, *entity_id;
+};
+/* Which of w[0..n) have a failed task of kind: failed[i], with one look-up (the common
+ * answer, none, costs no statement per item). */
+enum err tasks_failed_any(struct db *db, const char *kind, const struct task_work *w, size_t n,
+                          bool *failed);
+
 /* A task of (kind, connection, entity_id) succeeded: resolves the open alerts of the earlier
  * tasks with those values (except_task excluded, may be NULL). Writer thread. */
 enum err alerts_resolve_work(struct db *db, const char *tenant, const char *kind,

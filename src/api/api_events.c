@@ -262,28 +262,78 @@ static void validate_event(struct db *db, const char *tenant, json_t *e, const c
     }
 }
 
+/* Publishes the events of n requests together: their tenants' routing indexes, then every
+ * event with a few set-based statements (store_events_publish_many), then every delivery
+ * (routing_route_many). A request whose tenant is gone fails alone (ERR_AUTH) before
+ * anything of it is written. */
+static enum err publish_ctxs(struct db *db, struct publish_ctx **cs, enum err *rcs, size_t n)
+{
+    size_t total = 0;
+    struct routing_tenant **rts = xcalloc(n, sizeof *rts);
+    for (size_t j = 0; j < n; j++) {
+        struct publish_ctx *c = cs[j];
+        c->accepted = c->duplicates = 0;
+        enum err rc = routing_prepare(db, c->tenant, &rts[j]);
+        if (rc == ERR_NOT_FOUND) {
+            rcs[j] = ERR_AUTH;
+            continue;
+        }
+        if (rc != ERR_OK) {
+            free(rts);
+            return rc;
+        }
+        rcs[j] = ERR_OK;
+        total += c->n;
+    }
+    struct event_item *items = xcalloc(total ? total : 1, sizeof *items);
+    struct route_item *route = xcalloc(total ? total : 1, sizeof *route);
+    size_t k = 0;
+    for (size_t j = 0; j < n; j++)
+        for (size_t i = 0; rcs[j] == ERR_OK && i < cs[j]->n; i++)
+            items[k++] = (struct event_item){.tenant = cs[j]->tenant, .ev = &cs[j]->events[i]};
+    enum err rc = store_events_publish_many(db, items, total);
+    size_t nr = 0;
+    k = 0;
+    for (size_t j = 0; j < n && rc == ERR_OK; j++)
+        for (size_t i = 0; rcs[j] == ERR_OK && i < cs[j]->n; i++, k++) {
+            if (items[k].ev->duplicate) {
+                cs[j]->duplicates++;
+                continue;
+            }
+            cs[j]->accepted++;
+            route[nr++] = (struct route_item){.rt = rts[j], .ev = items[k].ev};
+        }
+    if (rc == ERR_OK)
+        rc = routing_route_many(db, route, nr, NULL);
+    free(items);
+    free(route);
+    free(rts);
+    return rc;
+}
+
 static enum err publish_run(struct db *db, void *arg)
 {
     struct publish_ctx *c = arg;
-    c->accepted = c->duplicates = 0;
-    struct routing_tenant *rt;
-    enum err rc = routing_prepare(db, c->tenant, &rt);
-    if (rc != ERR_OK)
-        return rc == ERR_NOT_FOUND ? ERR_AUTH : rc;
-    for (size_t i = 0; i < c->n; i++) {
-        rc = store_event_publish(db, c->tenant, &c->events[i]);
-        if (rc != ERR_OK)
-            return rc;
-        if (c->events[i].duplicate) {
-            c->duplicates++;
-            continue;
-        }
-        c->accepted++;
-        if ((rc = routing_route(db, rt, &c->events[i], NULL)) != ERR_OK)
-            return rc;
-    }
-    return ERR_OK;
+    enum err one;
+    enum err rc = publish_ctxs(db, &c, &one, 1);
+    return rc == ERR_OK ? one : rc;
 }
+
+static enum err publish_many(struct db *db, struct store_job **jobs, size_t n)
+{
+    struct publish_ctx **cs = xcalloc(n, sizeof *cs);
+    enum err *rcs = xcalloc(n, sizeof *rcs);
+    for (size_t j = 0; j < n; j++)
+        cs[j] = http_job_ctx(jobs[j]);
+    enum err rc = publish_ctxs(db, cs, rcs, n);
+    for (size_t j = 0; j < n && rc == ERR_OK; j++)
+        jobs[j]->rc = rcs[j];
+    free(cs);
+    free(rcs);
+    return rc;
+}
+
+static const struct store_group publish_group = {.run_many = publish_many};
 
 static void publish_done(struct http_req *req)
 {
@@ -360,7 +410,7 @@ void api_events_publish(struct http_req *req)
     }
     json_decref(body);
     verrs_cleanup(&v);
-    http_defer(req, publish_run, publish_done, c, publish_ctx_free, 0);
+    http_defer_group(req, &publish_group, publish_run, publish_done, c, publish_ctx_free, 0);
     return;
 fail:
     publish_ctx_free(c);

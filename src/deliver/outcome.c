@@ -4,10 +4,12 @@
 
 #include <assert.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "alert/alerts.h"
 #include "core/timeutil.h"
+#include "core/xalloc.h"
 #include "deliver/retry.h"
 #include "store/store.h"
 #include "stream/deliveries.h"
@@ -89,6 +91,21 @@ enum err outcome_recover(struct db *db, const char *tenant, const char *task_kin
 {
     assert(store_is_writer());
     return tasks_recover(db, tenant, task_kind, integration, entity_id, task, time_now_ms());
+}
+
+enum err outcome_recover_many(struct db *db, const char *task_kind, const struct task_work *w,
+                              size_t n)
+{
+    assert(store_is_writer());
+    if (n == 0)
+        return ERR_OK;
+    bool *failed = xcalloc(n, sizeof *failed);
+    enum err rc = tasks_failed_any(db, task_kind, w, n, failed);
+    for (size_t i = 0; i < n && rc == ERR_OK; i++)
+        if (failed[i])
+            rc = outcome_recover(db, w[i].tenant, task_kind, w[i].connection, w[i].entity_id, NULL);
+    free(failed);
+    return rc;
 }
 
 /* --- lag episodes -------------------------------------------------------------------- */

@@ -17,6 +17,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "alert/alerts.h"
 #include "core/err.h"
 #include "core/id.h"
 #include "store/db.h"
@@ -55,6 +56,11 @@ enum err outcome_alert(struct db *db, const char *tenant, const char *task_kind,
  * task of integration and entity_id when task is NULL) succeed, their alerts resolve. */
 enum err outcome_recover(struct db *db, const char *tenant, const char *task_kind,
                          const char *integration, const char *entity_id, const char *task);
+
+/* outcome_recover (task NULL) for many works at once: one look-up finds the few with
+ * failed tasks, which then recover one by one. */
+enum err outcome_recover_many(struct db *db, const char *task_kind, const struct task_work *w,
+                              size_t n);
 
 /* A lag episode starting (oldest >= 0: its oldest unfinished delivery's creation time) or
  * ending (oldest < 0). */

@@ -17,6 +17,7 @@
 #include "core/buf.h"
 #include "core/log.h"
 #include "core/metrics.h"
+#include "core/strmap.h"
 #include "core/timeutil.h"
 #include "core/xalloc.h"
 #include "deliver/engine.h"
@@ -169,6 +170,9 @@ static enum err outcome_run(struct db *db, void *arg)
     return webhook_record_outcome(db, &oj->o, &oj->kind);
 }
 
+static enum err outcomes_many(struct db *db, struct store_job **jobs, size_t n);
+static const struct store_group outcome_group = {.run_many = outcomes_many};
+
 static void outcome_back(struct engine *e, struct engine_job *j, enum err rc)
 {
     struct outcome_job *oj = (struct outcome_job *)j;
@@ -219,6 +223,7 @@ static void req_done(struct engine *e, struct engine_xfer *x, CURLcode cc)
         oj->o.body = buf_steal(&r->out.body);
         utf8_scrub(oj->o.body);
     }
+    oj->j.job.group = &outcome_group;
     engine_submit(e, &oj->j, w, outcome_run, outcome_back);
     /* The slot is free now: the next claim goes behind this outcome. */
     h->inflight--;
@@ -436,6 +441,100 @@ enum err webhook_record_outcome(struct db *db, const struct attempt_outcome *o,
         rc = deliveries_promote_next(db, o->tenant, o->integration, d.entity_key, d.paused);
     if (rc == ERR_OK)
         rc = outcome_integration(db, o->tenant, o->integration, ok, o->started_at, pause);
+    return rc;
+}
+
+/* A success is the common outcome: consecutive ones of a group commit are recorded
+ * together, with a few set-based statements (deliveries.c's *_many), in the order the
+ * engine submitted them; any other outcome goes through webhook_record_outcome alone, in
+ * its place. Same rules as one by one: the attempt row, then (unless stale) succeeded,
+ * recovery of the entity's failed tasks, the entity's next delivery, the integration's
+ * failure counters. */
+static bool plain_success(const struct attempt_outcome *o)
+{
+    return o->status >= 200 && o->status < 300 && !o->error;
+}
+
+static enum err successes(struct db *db, struct outcome_job **oj, size_t n)
+{
+    int64_t now = time_now_ms();
+    struct attempt_outcome *o = xcalloc(n, sizeof *o);
+    struct delivery_leased *d = xcalloc(n, sizeof *d);
+    bool *leased = xcalloc(n, sizeof *leased);
+    struct task_work *work = xcalloc(n, sizeof *work);
+    struct entity_next *next = xcalloc(n, sizeof *next);
+    size_t nwork = 0, nnext = 0;
+    for (size_t i = 0; i < n; i++)
+        o[i] = oj[i]->o;
+    enum err rc = deliveries_record_attempts(db, o, n);
+    if (rc == ERR_OK)
+        rc = deliveries_leased_many(db, o, n, d, leased);
+    if (rc == ERR_OK)
+        rc = deliveries_finish_many(db, o, leased, n, "succeeded", now);
+    struct strmap seen = STRMAP_INIT;
+    struct buf key = BUF_INIT;
+    for (size_t i = 0; i < n && rc == ERR_OK; i++) {
+        oj[i]->kind = leased[i] ? OUTCOME_SUCCEEDED : OUTCOME_STALE;
+        if (!leased[i])
+            continue;
+        const char *slash = strchr(d[i].entity_key, '/');
+        buf_reset(&key);
+        buf_printf(&key, "%s\x1f%s\x1f%s", o[i].tenant, o[i].integration, d[i].entity_key);
+        if (!strmap_add(&seen, key.data, i, NULL))
+            continue;
+        work[nwork++] = (struct task_work){.tenant = o[i].tenant,
+                                           .connection = o[i].integration,
+                                           .entity_id = slash ? slash + 1 : d[i].entity_key};
+        if (d[i].entity_order)
+            next[nnext++] = (struct entity_next){.tenant = o[i].tenant,
+                                                 .integration = o[i].integration,
+                                                 .entity_key = d[i].entity_key,
+                                                 .paused = d[i].paused};
+    }
+    if (rc == ERR_OK)
+        rc = outcome_recover_many(db, "webhook_delivery", work, nwork);
+    if (rc == ERR_OK && nnext)
+        rc = deliveries_promote_next_many(db, next, nnext);
+    /* Each integration once, with its latest attempt. */
+    strmap_cleanup(&seen);
+    for (size_t i = n; i-- > 0 && rc == ERR_OK;) {
+        if (!leased[i])
+            continue;
+        buf_reset(&key);
+        buf_printf(&key, "%s\x1f%s", o[i].tenant, o[i].integration);
+        if (strmap_add(&seen, key.data, i, NULL))
+            rc =
+                outcome_integration(db, o[i].tenant, o[i].integration, true, o[i].started_at, NULL);
+    }
+    strmap_cleanup(&seen);
+    buf_cleanup(&key);
+    free(o);
+    free(d);
+    free(leased);
+    free(work);
+    free(next);
+    return rc;
+}
+
+static enum err outcomes_many(struct db *db, struct store_job **jobs, size_t n)
+{
+    struct outcome_job **oj = xcalloc(n, sizeof *oj);
+    for (size_t i = 0; i < n; i++)
+        oj[i] = jobs[i]->arg; /* the engine job, first in the outcome job */
+    enum err rc = ERR_OK;
+    for (size_t i = 0; i < n && rc == ERR_OK;) {
+        size_t k = i;
+        while (k < n && plain_success(&oj[k]->o))
+            k++;
+        if (k > i) {
+            rc = successes(db, oj + i, k - i);
+            i = k;
+        } else {
+            rc = webhook_record_outcome(db, &oj[i]->o, &oj[i]->kind);
+            i++;
+        }
+    }
+    free(oj);
     return rc;
 }
 

@@ -137,6 +137,15 @@ void http_defer(struct http_req *req, enum err (*run)(struct db *db, void *ctx),
                 void (*finish)(struct http_req *req), void *ctx, void (*ctx_free)(void *ctx),
                 unsigned wake);
 
+/* http_defer whose job belongs to a store_group: consecutive requests of the group commit
+ * with a few set-based statements (its run_many reads each job's ctx with http_job_ctx). */
+void http_defer_group(struct http_req *req, const struct store_group *group,
+                      enum err (*run)(struct db *db, void *ctx),
+                      void (*finish)(struct http_req *req), void *ctx, void (*ctx_free)(void *ctx),
+                      unsigned wake);
+/* The ctx given to http_defer*() of the request whose job this is (writer thread). */
+void *http_job_ctx(const struct store_job *job);
+
 /* For slow outbound I/O (the test actions): suspends the connection and runs work(ctx) on
  * a thread of its own, so no HTTP thread waits on a remote server; then finish(req) builds
  * the answer on an HTTP thread. work must not touch the database. With too many such

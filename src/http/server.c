@@ -220,6 +220,20 @@ void http_defer(struct http_req *req, enum err (*run)(struct db *db, void *ctx),
                 void (*finish)(struct http_req *req), void *ctx, void (*ctx_free)(void *ctx),
                 unsigned wake)
 {
+    http_defer_group(req, NULL, run, finish, ctx, ctx_free, wake);
+}
+
+void *http_job_ctx(const struct store_job *job)
+{
+    const struct http_req *req = job->arg;
+    return req->ctx;
+}
+
+void http_defer_group(struct http_req *req, const struct store_group *group,
+                      enum err (*run)(struct db *db, void *ctx),
+                      void (*finish)(struct http_req *req), void *ctx, void (*ctx_free)(void *ctx),
+                      unsigned wake)
+{
     req->finish = finish;
     req->ctx = ctx; /* freed with the request, whatever happens below */
     req->ctx_free = ctx_free;
@@ -227,6 +241,7 @@ void http_defer(struct http_req *req, enum err (*run)(struct db *db, void *ctx),
         return;
     req->defer_run = run;
     req->job.run = job_run;
+    req->job.group = group;
     req->job.done = job_done;
     req->job.arg = req;
     req->job.wake = wake;

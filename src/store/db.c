@@ -44,8 +44,18 @@ static void param_clear(struct db_param *p)
 
 static void clear_params(struct db_stmt *st)
 {
-    for (int i = 0; i < st->nparams && i < DB_MAX_PARAMS; i++)
+    for (int i = 0; i < st->nparams && i < st->nalloc; i++)
         param_clear(&st->params[i]);
+}
+
+/* Room for the statement's parameters (after a prepare, which sets nparams). */
+static void params_fit(struct db_stmt *st)
+{
+    if (st->nparams <= st->nalloc)
+        return;
+    st->params = xrealloc(st->params, (size_t)st->nparams * sizeof *st->params);
+    memset(st->params + st->nalloc, 0, (size_t)(st->nparams - st->nalloc) * sizeof *st->params);
+    st->nalloc = st->nparams;
 }
 
 static void stmt_reset(struct db_stmt *st)
@@ -83,6 +93,7 @@ void db_forget_statements(struct db *db)
             struct db_stmt *next = st->next;
             stmt_reset(st);
             db->drv->finalize(db, st->handle);
+            free(st->params);
             free(st->sql);
             free(st);
             st = next;
@@ -124,8 +135,10 @@ struct db_stmt *db_stmt(struct db *db, const char *sql)
     for (struct db_stmt *st = db->stmts[b]; st; st = st->next)
         if (!strcmp(st->sql, sql)) {
             stmt_reset(st);
-            if (!st->handle) /* an earlier prepare failed (e.g. connection lost): retry */
+            if (!st->handle) { /* an earlier prepare failed (e.g. connection lost): retry */
                 st->handle = db->drv->prepare(db, st->sql, &st->nparams);
+                params_fit(st);
+            }
             return st;
         }
     struct db_stmt *st = xcalloc(1, sizeof *st);
@@ -133,6 +146,7 @@ struct db_stmt *db_stmt(struct db *db, const char *sql)
     st->sql = xstrdup(sql);
     st->row = -1;
     st->handle = db->drv->prepare(db, sql, &st->nparams);
+    params_fit(st);
     /* A failed prepare leaves handle NULL; db_next then reports the stored error. */
     st->next = db->stmts[b];
     db->stmts[b] = st;
@@ -141,7 +155,7 @@ struct db_stmt *db_stmt(struct db *db, const char *sql)
 
 void db_bind_text(struct db_stmt *st, int i, const char *s)
 {
-    if (i < 1 || i > DB_MAX_PARAMS)
+    if (i < 1 || i > st->nparams)
         return;
     struct db_param *p = &st->params[i - 1];
     param_clear(p);
@@ -158,9 +172,21 @@ void db_bind_text(struct db_stmt *st, int i, const char *s)
     }
 }
 
+void db_bind_text_take(struct db_stmt *st, int i, char *s)
+{
+    if (i < 1 || i > st->nparams) {
+        free(s);
+        return;
+    }
+    struct db_param *p = &st->params[i - 1];
+    param_clear(p);
+    p->text = s;
+    p->heap = s != NULL;
+}
+
 void db_bind_int(struct db_stmt *st, int i, int64_t v)
 {
-    if (i < 1 || i > DB_MAX_PARAMS)
+    if (i < 1 || i > st->nparams)
         return;
     struct db_param *p = &st->params[i - 1];
     param_clear(p);
@@ -393,4 +419,199 @@ enum err db_query_stmt(struct db *db, struct db_query *q, const char *tail, int6
     db_bind_int(st, i, limit);
     *out = st;
     return ERR_OK;
+}
+
+/* --- set-based statements --------------------------------------------------------------- */
+
+void db_rows_init(struct db_rows *r, const char *types)
+{
+    memset(r, 0, sizeof *r);
+    r->types = types;
+    r->ncols = (int)strlen(types);
+}
+
+static struct db_rows_val *rows_push(struct db_rows *r)
+{
+    if (r->nvals == r->cap) {
+        r->cap = r->cap ? 2 * r->cap : 256;
+        r->vals = xrealloc(r->vals, r->cap * sizeof *r->vals);
+    }
+    struct db_rows_val *v = &r->vals[r->nvals++];
+    v->kind = 0;
+    return v;
+}
+
+void db_rows_text(struct db_rows *r, const char *s)
+{
+    struct db_rows_val *v = rows_push(r);
+    if (!s)
+        return;
+    v->kind = 't';
+    v->off = r->data.len;
+    buf_append(&r->data, s, strlen(s) + 1);
+}
+
+void db_rows_int(struct db_rows *r, int64_t n)
+{
+    struct db_rows_val *v = rows_push(r);
+    v->kind = 'i';
+    v->num = n;
+}
+
+void db_rows_opt_int(struct db_rows *r, int64_t n)
+{
+    if (n < 0)
+        rows_push(r);
+    else
+        db_rows_int(r, n);
+}
+
+size_t db_rows_count(const struct db_rows *r)
+{
+    return r->ncols ? r->nvals / (size_t)r->ncols : 0;
+}
+
+void db_rows_reset(struct db_rows *r)
+{
+    buf_reset(&r->data);
+    r->nvals = 0;
+}
+
+void db_rows_cleanup(struct db_rows *r)
+{
+    buf_cleanup(&r->data);
+    free(r->vals);
+    r->vals = NULL;
+    r->nvals = r->cap = 0;
+}
+
+static const char *rows_text(const struct db_rows *r, const struct db_rows_val *v)
+{
+    return r->data.data + v->off;
+}
+
+/* sql with "{ROWS}" replaced by rows_sql. */
+static char *rows_subst(const char *sql, const char *rows_sql)
+{
+    const char *at = strstr(sql, "{ROWS}");
+    struct buf b = BUF_INIT;
+    if (!at) {
+        buf_puts(&b, sql);
+        return buf_steal(&b);
+    }
+    buf_append(&b, sql, (size_t)(at - sql));
+    buf_puts(&b, rows_sql);
+    buf_puts(&b, at + 6);
+    return buf_steal(&b);
+}
+
+static enum err rows_exec(struct db_stmt *st, enum err (*each)(struct db_stmt *, void *), void *arg,
+                          int64_t *changes)
+{
+    enum err rc;
+    while ((rc = db_next(st)) == ERR_OK)
+        if (each && (rc = each(st, arg)) != ERR_OK)
+            break;
+    if (rc == ERR_DONE) {
+        rc = ERR_OK;
+        if (changes)
+            *changes += db_changes(st);
+    }
+    stmt_reset(st); /* RETURNING rows read: end the statement, free the values now */
+    return rc;
+}
+
+/* PostgreSQL: one array literal per column ('{"a",NULL,"b"}', '{1,NULL,2}'). */
+static enum err rows_run_pg(struct db *db, const char *sql, const struct db_rows *r,
+                            enum err (*each)(struct db_stmt *, void *), void *arg, int64_t *changes)
+{
+    size_t n = db_rows_count(r);
+    struct buf src = BUF_INIT;
+    buf_puts(&src, "SELECT * FROM unnest(");
+    for (int c = 0; c < r->ncols; c++)
+        buf_printf(&src, "%s?::%s[]", c ? ", " : "", r->types[c] == 'i' ? "bigint" : "text");
+    buf_puts(&src, ") AS vv(");
+    for (int c = 0; c < r->ncols; c++)
+        buf_printf(&src, "%scolumn%d", c ? ", " : "", c + 1);
+    buf_puts(&src, ")");
+    char *text = rows_subst(sql, src.data);
+    buf_cleanup(&src);
+    struct db_stmt *st = db_stmt(db, text);
+    free(text);
+    for (int c = 0; c < r->ncols; c++) {
+        struct buf a = BUF_INIT;
+        buf_putc(&a, '{');
+        for (size_t i = 0; i < n; i++) {
+            const struct db_rows_val *v = &r->vals[i * (size_t)r->ncols + (size_t)c];
+            if (i)
+                buf_putc(&a, ',');
+            if (!v->kind) {
+                buf_puts(&a, "NULL");
+            } else if (v->kind == 'i') {
+                buf_printf(&a, "%" PRId64, v->num);
+            } else {
+                buf_putc(&a, '"');
+                for (const char *p = rows_text(r, v); *p; p++) {
+                    if (*p == '"' || *p == '\\')
+                        buf_putc(&a, '\\');
+                    buf_putc(&a, *p);
+                }
+                buf_putc(&a, '"');
+            }
+        }
+        buf_putc(&a, '}');
+        db_bind_text_take(st, c + 1, buf_steal(&a));
+    }
+    return rows_exec(st, each, arg, changes);
+}
+
+enum err db_rows_run(struct db *db, const char *sql, const struct db_rows *r,
+                     enum err (*each)(struct db_stmt *st, void *arg), void *arg, int64_t *changes)
+{
+    if (changes)
+        *changes = 0;
+    size_t n = db_rows_count(r);
+    if (n == 0)
+        return ERR_OK;
+    if (db->kind == DB_PG)
+        return rows_run_pg(db, sql, r, each, arg, changes);
+    /* SQLite: chunks of a power-of-two number of rows, at most DB_ROWS_CHUNK and under
+     * SQLite's own limit of 32766 parameters. */
+    size_t most = DB_ROWS_CHUNK;
+    while (most > 1 && most * (size_t)r->ncols > 32766)
+        most /= 2;
+    size_t at = 0;
+    enum err rc = ERR_OK;
+    while (at < n && rc == ERR_OK) {
+        size_t k = most;
+        while (k > n - at)
+            k /= 2;
+        struct buf src = BUF_INIT;
+        buf_puts(&src, "VALUES ");
+        for (size_t i = 0; i < k; i++) {
+            buf_puts(&src, i ? ", (" : "(");
+            for (int c = 0; c < r->ncols; c++)
+                buf_puts(&src, c ? ", ?" : "?");
+            buf_putc(&src, ')');
+        }
+        char *text = rows_subst(sql, src.data);
+        buf_cleanup(&src);
+        struct db_stmt *st = db_stmt(db, text);
+        free(text);
+        int p = 1;
+        for (size_t i = at; i < at + k; i++)
+            for (int c = 0; c < r->ncols; c++, p++) {
+                const struct db_rows_val *v = &r->vals[i * (size_t)r->ncols + (size_t)c];
+                if (v->kind == 'i')
+                    db_bind_int(st, p, v->num);
+                else
+                    db_bind_text(st, p, v->kind ? rows_text(r, v) : NULL);
+            }
+        int64_t ch = 0;
+        rc = rows_exec(st, each, arg, &ch);
+        if (changes)
+            *changes += ch;
+        at += k;
+    }
+    return rc;
 }

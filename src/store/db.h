@@ -37,6 +37,8 @@ enum err db_exec(struct db *db, const char *sql);
 struct db_stmt *db_stmt(struct db *db, const char *sql);
 /* Bind parameter i (1-based). Strings are copied. */
 void db_bind_text(struct db_stmt *st, int i, const char *s); /* NULL binds NULL */
+/* Binds s (malloc'd, or NULL) without copying it: the statement frees it. */
+void db_bind_text_take(struct db_stmt *st, int i, char *s);
 void db_bind_int(struct db_stmt *st, int i, int64_t v);
 void db_bind_null(struct db_stmt *st, int i);
 /* Binds v, or NULL when v < 0: for optional times and durations kept as -1 in C. */
@@ -96,6 +98,42 @@ enum err db_query_stmt(struct db *db, struct db_query *q, const char *tail, int6
 /* Rows changed by the last executed statement. */
 int64_t db_changes(struct db_stmt *st);
 
+/* Set-based statements: many rows of values bound at once, so a group commit costs a few
+ * statements per kind of row, not a few per row. The rows are a relation with columns
+ * column1, column2, ... that a statement's SQL names "{ROWS}": "INSERT INTO t (a, b)
+ * {ROWS} ...", or "... FROM ({ROWS}) AS v WHERE t.id = v.column1". On SQLite "{ROWS}"
+ * becomes multi-row VALUES (one statement per chunk of up to DB_ROWS_CHUNK rows, in
+ * power-of-two sizes so few statement texts are prepared); on PostgreSQL one array
+ * parameter per column, "SELECT * FROM unnest(?::text[], ?::bigint[]) AS
+ * vv(column1, column2)": one statement for any number of rows. */
+#define DB_ROWS_CHUNK 256
+struct db_rows_val {
+    size_t off; /* text: offset into data */
+    int64_t num;
+    unsigned char kind; /* 0 NULL, 't' text, 'i' integer */
+};
+struct db_rows {
+    const char *types; /* one character per column: 't' text, 'i' integer */
+    int ncols;
+    struct buf data; /* the text values, each NUL-terminated */
+    struct db_rows_val *vals;
+    size_t nvals, cap;
+};
+void db_rows_init(struct db_rows *r, const char *types);
+/* Appends the next value of the current row (rows are filled column by column). */
+void db_rows_text(struct db_rows *r, const char *s); /* NULL appends NULL */
+void db_rows_int(struct db_rows *r, int64_t v);
+void db_rows_opt_int(struct db_rows *r, int64_t v); /* v < 0 appends NULL */
+/* Complete rows so far. */
+size_t db_rows_count(const struct db_rows *r);
+void db_rows_reset(struct db_rows *r);
+void db_rows_cleanup(struct db_rows *r);
+/* Runs sql with "{ROWS}" standing for r (see above); nothing when r has no rows. each (may
+ * be NULL) is called for every row the statement returns (RETURNING) and stops the run
+ * when it returns an error. *changes (may be NULL) gets the rows changed. */
+enum err db_rows_run(struct db *db, const char *sql, const struct db_rows *r,
+                     enum err (*each)(struct db_stmt *st, void *arg), void *arg, int64_t *changes);
+
 /* The last error message of the connection, for logs (never contains secrets). */
 const char *db_errmsg(struct db *db);
 /* True when the connection is unusable (PostgreSQL server gone). */
@@ -145,6 +183,8 @@ struct db_driver {
     const char *begin_sql;
 };
 
+/* The most values a db_query (a list's filters) binds. A statement itself binds any
+ * number (its params are allocated for what it has). */
 #define DB_MAX_PARAMS 64
 
 #define DB_PARAM_INLINE 48 /* ids, names and numbers fit without an allocation */
@@ -162,7 +202,8 @@ struct db_stmt {
     char *sql;    /* owned copy: the cache key */
     void *handle; /* driver's prepared statement */
     int nparams;
-    struct db_param params[DB_MAX_PARAMS];
+    struct db_param *params; /* nparams of them (room for nalloc) */
+    int nalloc;
     bool executed;
     void *result; /* driver's result state */
     int row;

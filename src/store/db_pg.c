@@ -139,12 +139,15 @@ static enum err pg_next(struct db_stmt *st)
     struct pg_conn *pc = st->db->conn;
     if (!st->executed) {
         st->executed = true;
-        const char *vals[DB_MAX_PARAMS];
-        int n = st->nparams < DB_MAX_PARAMS ? st->nparams : DB_MAX_PARAMS;
+        const char *small[16] = {0};
+        int n = st->nparams < st->nalloc ? st->nparams : st->nalloc;
+        const char **vals = n <= 16 ? small : xmalloc((size_t)n * sizeof *vals);
         for (int i = 0; i < n; i++)
             vals[i] = st->params[i].text;
         struct pg_handle *h = st->handle;
         PGresult *res = PQexecPrepared(pc->conn, h->name, n, vals, NULL, NULL, 0);
+        if (vals != small)
+            free(vals);
         ExecStatusType s = PQresultStatus(res);
         if (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK) {
             enum err rc = result_error(st->db, res);

@@ -29,6 +29,17 @@ struct event_in {
  * stored id and sets ev->duplicate). Writer thread, inside a transaction. */
 enum err store_event_publish(struct db *db, const char *tenant, struct event_in *ev);
 
+/* One event of a group commit and its tenant. */
+struct event_item {
+    const char *tenant;
+    struct event_in *ev;
+};
+/* store_event_publish for many events (of any tenants) at once, in order, with a few
+ * set-based statements: client ids looked up together, one sequence upsert per distinct
+ * entity, one multi-row insert. An event repeating the client id of an earlier one in the
+ * same call is its duplicate. On an error nothing is complete (the caller rolls back). */
+enum err store_events_publish_many(struct db *db, struct event_item *items, size_t n);
+
 /* The columns of an event row, in the order store_event_row() reads them. */
 #define STORE_EVENT_COLS                                                                           \
     "id, client_id, type, entity, entity_id, sequence, occurred_at, published_at, payload"

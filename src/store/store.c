@@ -347,8 +347,8 @@ enum db_kind store_kind(void)
 
 /* --- the writer ----------------------------------------------------------------------- */
 
-static _Thread_local bool t_writer;               /* this thread is the writer */
-static _Thread_local struct store_job *t_current; /* the job the writer runs now */
+static _Thread_local bool t_writer;    /* this thread is the writer */
+static _Thread_local unsigned *t_wake; /* the running unit's wake bits (NULL: none) */
 
 bool store_is_writer(void)
 {
@@ -358,8 +358,57 @@ bool store_is_writer(void)
 void store_wake(unsigned bits)
 {
     assert(store_is_writer());
-    if (t_current)
-        t_current->wake |= bits;
+    if (t_wake)
+        *t_wake |= bits;
+}
+
+/* Runs one job alone under its own savepoint; returns its wake bits if it succeeded. */
+static unsigned run_one(struct db *db, struct store_job *j)
+{
+    if (db_savepoint(db) != ERR_OK) {
+        j->rc = ERR_STORAGE;
+        return 0;
+    }
+    unsigned wake = 0;
+    t_wake = &wake;
+    j->rc = j->run(db, j->arg);
+    t_wake = NULL;
+    if (j->rc == ERR_OK) {
+        if (db_release_savepoint(db) != ERR_OK)
+            j->rc = ERR_STORAGE;
+    } else {
+        db_rollback_savepoint(db);
+    }
+    return j->rc == ERR_OK ? wake : 0;
+}
+
+/* Runs n consecutive jobs of one group together (store_group); if that fails, each alone.
+ * Returns the wake bits of what committed in the transaction. */
+static unsigned run_group(struct db *db, struct store_job **jobs, size_t n)
+{
+    const struct store_group *grp = jobs[0]->group;
+    if (n > 1 && db_savepoint(db) == ERR_OK) {
+        unsigned wake = 0;
+        for (size_t i = 0; i < n; i++)
+            jobs[i]->rc = ERR_OK;
+        t_wake = &wake;
+        enum err rc = grp->run_many(db, jobs, n);
+        t_wake = NULL;
+        if (rc == ERR_OK && db_release_savepoint(db) == ERR_OK)
+            return wake;
+        if (rc == ERR_OK) /* the release failed: nothing of it stands */
+            rc = ERR_STORAGE;
+        db_rollback_savepoint(db);
+        if (db_kind(db) == DB_PG && db_broken(db)) {
+            for (size_t i = 0; i < n; i++)
+                jobs[i]->rc = rc;
+            return 0;
+        }
+    }
+    unsigned wake = 0;
+    for (size_t i = 0; i < n; i++)
+        wake |= run_one(db, jobs[i]);
+    return wake;
 }
 
 /* Other nodes sharing a PostgreSQL database learn of a commit's wake bits (a NOTIFY with
@@ -397,20 +446,21 @@ static void run_batch(struct store_job *batch)
     if (rc == ERR_OK)
         rc = db_begin(db);
     if (rc == ERR_OK) {
-        for (struct store_job *j = batch; j; j = j->next) {
-            if (db_savepoint(db) != ERR_OK) {
-                j->rc = ERR_STORAGE;
+        struct store_job *run[256];
+        for (struct store_job *j = batch; j;) {
+            if (!j->group) {
+                wake |= run_one(db, j);
+                j = j->next;
                 continue;
             }
-            t_current = j;
-            j->rc = j->run(db, j->arg);
-            t_current = NULL;
-            if (j->rc == ERR_OK) {
-                if (db_release_savepoint(db) != ERR_OK)
-                    j->rc = ERR_STORAGE;
-            } else {
-                db_rollback_savepoint(db);
+            /* A run of consecutive jobs of the same group (at most 256 per run_many). */
+            size_t n = 0;
+            const struct store_group *grp = j->group;
+            while (j && j->group == grp && n < sizeof run / sizeof *run) {
+                run[n++] = j;
+                j = j->next;
             }
+            wake |= run_group(db, run, n);
         }
         rc = db_commit(db);
         if (rc != ERR_OK) {
@@ -426,8 +476,10 @@ static void run_batch(struct store_job *batch)
         if (rc != ERR_OK)
             j->rc = ERR_STORAGE; /* nothing of the batch was committed */
         else if (j->rc == ERR_OK)
-            wake |= j->wake;
+            wake |= j->wake; /* the bits it was submitted with */
     }
+    if (rc != ERR_OK)
+        wake = 0;
     pthread_mutex_lock(&g.lock);
     void (*hook)(unsigned) = g.wake_hook;
     g.stats.commits += rc == ERR_OK;

@@ -14,15 +14,31 @@
 #include "core/err.h"
 #include "store/db.h"
 
+struct store_group;
+
 struct store_job {
     /* Runs on the writer thread inside the transaction; must not block on I/O. */
     enum err (*run)(struct db *db, void *arg);
+    /* Optional: jobs of the same group that follow each other in the queue run together
+     * (see struct store_group); run() is still the way to run one alone. */
+    const struct store_group *group;
     /* Runs on the writer thread after commit (or failure); must be quick. May be NULL. */
     void (*done)(void *arg, enum err rc);
     void *arg;
     unsigned wake; /* STORE_WAKE_* bits (given, or added by store_wake()): woken after commit */
     enum err rc;
     struct store_job *next;
+};
+
+/* Jobs that are cheaper together: the writer hands a run of consecutive jobs of one group
+ * (in queue order) to run_many, under one savepoint, so their rows go in with a few
+ * set-based statements instead of a few statements each. run_many sets each job's rc: a
+ * job it could not take (ERR_*, nothing of it written) fails alone. It returns ERR_OK when
+ * every job's writes are complete or absent; any other result rolls the whole run back
+ * and the writer runs each job alone through its run(), under its own savepoint, so a
+ * failing job still fails alone and a job commits whole or not at all. */
+struct store_group {
+    enum err (*run_many)(struct db *db, struct store_job **jobs, size_t n);
 };
 
 /* Wake-up bits: what changed, so which background engines have new work after a commit.

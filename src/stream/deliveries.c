@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/strmap.h"
 #include "core/timeutil.h"
 #include "core/xalloc.h"
 #include "store/store.h"
@@ -20,53 +21,116 @@ static void bind_status(struct db_stmt *st, int i, long status)
         db_bind_null(st, i);
 }
 
+/* The entities of the look-up below that have an unfinished delivery already. */
+static enum err unfinished_key(struct db_stmt *st, void *arg)
+{
+    struct buf key = BUF_INIT;
+    buf_printf(&key, "%s\x1f%s\x1f%s", db_col_text(st, 0), db_col_text(st, 1), db_col_text(st, 2));
+    strmap_add(arg, key.data, 0, NULL);
+    buf_cleanup(&key);
+    return ERR_OK;
+}
+
+enum err deliveries_insert_many(struct db *db, const struct delivery_new *d, size_t n)
+{
+    assert(store_is_writer());
+    enum err rc = ERR_OK;
+    char(*keys)[400] = xcalloc(n ? n : 1, sizeof *keys);
+    const char **state = xcalloc(n ? n : 1, sizeof *state);
+    struct strmap seen = STRMAP_INIT, busy = STRMAP_INIT;
+    struct buf k3 = BUF_INIT;
+    struct db_rows look;
+    db_rows_init(&look, "ttt");
+    for (size_t i = 0; i < n; i++) {
+        snprintf(keys[i], sizeof keys[i], "%s/%s", d[i].entity, d[i].entity_id);
+        state[i] = d[i].paused ? "held" : "pending";
+        if (!d[i].entity_order)
+            continue;
+        buf_reset(&k3);
+        buf_printf(&k3, "%s\x1f%s\x1f%s", d[i].tenant, d[i].integration, keys[i]);
+        if (!strmap_add(&seen, k3.data, i, NULL)) {
+            state[i] = "waiting"; /* behind an earlier one of this call */
+            continue;
+        }
+        db_rows_text(&look, d[i].tenant);
+        db_rows_text(&look, d[i].integration);
+        db_rows_text(&look, keys[i]);
+    }
+    /* Entity ordering: is an unfinished delivery of the entity there already? On PostgreSQL
+     * with several nodes the unfinished rows found are share-locked, so an outcome finishing
+     * the predecessor on another node either commits first (this read then skips it, and the
+     * row goes in pending) or waits for this commit (and its promotion then sees the row
+     * waiting). Without the lock both miss each other and the row waits forever. */
+    rc = db_rows_run(
+        db,
+        db_kind(db) == DB_PG
+            ? "SELECT d.tenant_id, d.integration_id, d.entity_key FROM deliveries d "
+              "JOIN ({ROWS}) AS v ON d.tenant_id = v.column1 AND d.integration_id = "
+              "v.column2 AND d.entity_key = v.column3 WHERE d.state IN " DELIVERIES_UNFINISHED
+              " FOR SHARE OF d"
+            : "SELECT v.column1, v.column2, v.column3 FROM ({ROWS}) AS v WHERE "
+              "EXISTS (SELECT 1 FROM deliveries d WHERE d.tenant_id = v.column1 AND "
+              "d.integration_id = v.column2 AND d.entity_key = v.column3 AND "
+              "d.state IN " DELIVERIES_UNFINISHED ")",
+        &look, unfinished_key, &busy, NULL);
+    db_rows_cleanup(&look);
+    if (rc != ERR_OK || n == 0)
+        goto out;
+    struct db_rows r;
+    db_rows_init(&r, "ttttttii");
+    bool due = false;
+    for (size_t i = 0; i < n; i++) {
+        size_t first;
+        if (d[i].entity_order && strcmp(state[i], "waiting")) {
+            buf_reset(&k3);
+            buf_printf(&k3, "%s\x1f%s\x1f%s", d[i].tenant, d[i].integration, keys[i]);
+            if (strmap_get(&busy, k3.data, &first))
+                state[i] = "waiting";
+        }
+        char id[ID_MAX];
+        id_new("dlv", d[i].now, id);
+        db_rows_text(&r, d[i].tenant);
+        db_rows_text(&r, id);
+        db_rows_text(&r, d[i].integration);
+        db_rows_text(&r, d[i].event_id);
+        db_rows_text(&r, keys[i]);
+        db_rows_text(&r, state[i]);
+        db_rows_int(&r, d[i].now);
+        db_rows_int(&r, d[i].now);
+        due |= !strcmp(state[i], "pending");
+    }
+    int64_t changed = 0;
+    rc = db_rows_run(db,
+                     "INSERT INTO deliveries (tenant_id, id, integration_id, event_id, "
+                     "entity_key, state, next_attempt_at, created_at) {ROWS}",
+                     &r, NULL, NULL, &changed);
+    if (rc == ERR_OK && changed != (int64_t)n)
+        rc = ERR_STORAGE;
+    db_rows_cleanup(&r);
+    if (rc == ERR_OK && due)
+        store_wake(STORE_WAKE_DELIVER);
+out:
+    buf_cleanup(&k3);
+    strmap_cleanup(&seen);
+    strmap_cleanup(&busy);
+    free(keys);
+    free(state);
+    return rc;
+}
+
 enum err deliveries_insert(struct db *db, const char *tenant, const char *integration, bool paused,
                            bool entity_order, const char *event_id, const char *entity,
                            const char *entity_id, int64_t now)
 {
-    assert(store_is_writer());
-    char key[400];
-    snprintf(key, sizeof key, "%s/%s", entity, entity_id);
-    const char *state = paused ? "held" : "pending";
-    if (entity_order) {
-        /* PostgreSQL with several nodes: the predecessor found is share-locked, so an outcome
-         * finishing it on another node either commits first (this read then skips it, and
-         * the row goes in pending) or waits for this commit (and its promotion then sees the
-         * row waiting). Without the lock both miss each other and the row waits forever. */
-        struct db_stmt *q =
-            db_kind(db) == DB_PG
-                ? db_stmt(db, "SELECT 1 FROM deliveries WHERE tenant_id = ? AND integration_id "
-                              "= ? AND entity_key = ? AND state IN " DELIVERIES_UNFINISHED
-                              " ORDER BY id DESC LIMIT 1 FOR SHARE")
-                : db_stmt(db,
-                          "SELECT 1 FROM deliveries WHERE tenant_id = ? AND integration_id "
-                          "= ? AND entity_key = ? AND state IN " DELIVERIES_UNFINISHED " LIMIT 1");
-        db_bind_text(q, 1, tenant);
-        db_bind_text(q, 2, integration);
-        db_bind_text(q, 3, key);
-        enum err rc = db_next(q);
-        db_release(db);
-        if (rc == ERR_OK)
-            state = "waiting";
-        else if (rc != ERR_DONE)
-            return rc;
-    }
-    char id[ID_MAX];
-    id_new("dlv", now, id);
-    struct db_stmt *st = db_stmt(
-        db, "INSERT INTO deliveries (tenant_id, id, integration_id, event_id, entity_key, state, "
-            "next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
-    db_bind_text(st, 1, tenant);
-    db_bind_text(st, 2, id);
-    db_bind_text(st, 3, integration);
-    db_bind_text(st, 4, event_id);
-    db_bind_text(st, 5, key);
-    db_bind_text(st, 6, state);
-    db_bind_int(st, 7, now);
-    db_bind_int(st, 8, now);
-    if (!strcmp(state, "pending"))
-        store_wake(STORE_WAKE_DELIVER);
-    return db_run(st);
+    struct delivery_new d = {.tenant = tenant,
+                             .integration = integration,
+                             .event_id = event_id,
+                             .entity = entity,
+                             .entity_id = entity_id,
+                             .paused = paused,
+                             .entity_order = entity_order,
+                             .now = now};
+    return deliveries_insert_many(db, &d, 1);
 }
 
 /* Scale-out (PostgreSQL): another node's transaction holds the integration row (its claim
@@ -278,6 +342,154 @@ enum err deliveries_promote_next(struct db *db, const char *tenant, const char *
     db_bind_text(st, 2, tenant);
     db_bind_text(st, 3, id);
     return db_run(st);
+}
+
+enum err deliveries_record_attempts(struct db *db, const struct attempt_outcome *o, size_t n)
+{
+    assert(store_is_writer());
+    struct db_rows r;
+    db_rows_init(&r, "ttitiiitt");
+    for (size_t i = 0; i < n; i++) {
+        db_rows_text(&r, o[i].tenant);
+        db_rows_text(&r, o[i].delivery_id);
+        db_rows_int(&r, o[i].attempt);
+        db_rows_text(&r, o[i].node);
+        db_rows_int(&r, o[i].started_at);
+        db_rows_int(&r, o[i].duration_ms);
+        if (o[i].status)
+            db_rows_int(&r, o[i].status);
+        else
+            db_rows_text(&r, NULL);
+        db_rows_text(&r, o[i].error);
+        db_rows_text(&r, o[i].body);
+    }
+    enum err rc = db_rows_run(db,
+                              "INSERT INTO delivery_attempts (tenant_id, delivery_id, attempt, "
+                              "node_id, started_at, duration_ms, status, error, response_body) "
+                              "{ROWS} ON CONFLICT DO NOTHING",
+                              &r, NULL, NULL, NULL);
+    db_rows_cleanup(&r);
+    return rc;
+}
+
+struct leased_ctx {
+    const struct attempt_outcome *o;
+    struct delivery_leased *out;
+    bool *leased;
+    struct strmap *by_id; /* tenant \x1f delivery id \x1f node -> index */
+    struct buf key;
+};
+
+static enum err leased_row(struct db_stmt *st, void *arg)
+{
+    struct leased_ctx *c = arg;
+    buf_reset(&c->key);
+    buf_printf(&c->key, "%s\x1f%s\x1f%s", db_col_text(st, 0), db_col_text(st, 1),
+               db_col_text(st, 2));
+    size_t i;
+    if (!strmap_get(c->by_id, c->key.data, &i))
+        return ERR_OK;
+    struct delivery_leased *d = &c->out[i];
+    snprintf(d->entity_key, sizeof d->entity_key, "%s", db_col_text(st, 3));
+    d->first_attempt_at = db_col_null(st, 4) ? c->o[i].started_at : db_col_int(st, 4);
+    d->paused = !strcmp(db_col_text(st, 5), "paused");
+    d->entity_order = !strcmp(db_col_text(st, 6), "entity");
+    c->leased[i] = true;
+    return ERR_OK;
+}
+
+enum err deliveries_leased_many(struct db *db, const struct attempt_outcome *o, size_t n,
+                                struct delivery_leased *out, bool *leased)
+{
+    assert(store_is_writer());
+    struct strmap by_id = STRMAP_INIT;
+    struct db_rows r;
+    db_rows_init(&r, "ttt");
+    struct buf key = BUF_INIT;
+    for (size_t i = 0; i < n; i++) {
+        leased[i] = false;
+        buf_reset(&key);
+        buf_printf(&key, "%s\x1f%s\x1f%s", o[i].tenant, o[i].delivery_id, o[i].node);
+        if (!strmap_add(&by_id, key.data, i, NULL))
+            continue; /* a later outcome of the same delivery and node: see below */
+        db_rows_text(&r, o[i].tenant);
+        db_rows_text(&r, o[i].delivery_id);
+        db_rows_text(&r, o[i].node);
+    }
+    struct leased_ctx c = {.o = o, .out = out, .leased = leased, .by_id = &by_id, .key = BUF_INIT};
+    enum err rc = db_rows_run(
+        db,
+        "SELECT d.tenant_id, d.id, d.lease_owner, d.entity_key, d.first_attempt_at, i.state, "
+        "i.ordering FROM ({ROWS}) AS v JOIN deliveries d ON d.tenant_id = v.column1 AND d.id = "
+        "v.column2 JOIN integrations i ON i.tenant_id = d.tenant_id AND i.id = "
+        "d.integration_id WHERE d.state = 'in_flight' AND d.lease_owner = v.column3",
+        &r, leased_row, &c, NULL);
+    /* A later outcome of the same delivery and node in the call (an earlier attempt's)
+     * stays stale (leased false): alone, it would find the row moved on by the first. */
+    buf_cleanup(&c.key);
+    buf_cleanup(&key);
+    db_rows_cleanup(&r);
+    strmap_cleanup(&by_id);
+    return rc;
+}
+
+enum err deliveries_finish_many(struct db *db, const struct attempt_outcome *o, const bool *pick,
+                                size_t n, const char *state, int64_t now)
+{
+    assert(store_is_writer());
+    struct db_rows r;
+    db_rows_init(&r, "ttiitti");
+    for (size_t i = 0; i < n; i++) {
+        if (pick && !pick[i])
+            continue;
+        db_rows_text(&r, o[i].tenant);
+        db_rows_text(&r, o[i].delivery_id);
+        db_rows_int(&r, now);
+        if (o[i].status)
+            db_rows_int(&r, o[i].status);
+        else
+            db_rows_text(&r, NULL);
+        db_rows_text(&r, o[i].error);
+        db_rows_text(&r, state);
+        db_rows_int(&r, o[i].started_at);
+    }
+    enum err rc = db_rows_run(
+        db,
+        "UPDATE deliveries SET state = v.column6, finished_at = v.column3, last_status = "
+        "v.column4, last_error = v.column5, lease_owner = NULL, lease_until = NULL, "
+        "first_attempt_at = COALESCE(deliveries.first_attempt_at, v.column7) FROM ({ROWS}) AS v "
+        "WHERE deliveries.tenant_id = v.column1 AND deliveries.id = v.column2",
+        &r, NULL, NULL, NULL);
+    db_rows_cleanup(&r);
+    return rc;
+}
+
+enum err deliveries_promote_next_many(struct db *db, const struct entity_next *e, size_t n)
+{
+    assert(store_is_writer());
+    if (n == 1)
+        return deliveries_promote_next(db, e[0].tenant, e[0].integration, e[0].entity_key,
+                                       e[0].paused);
+    struct db_rows r;
+    db_rows_init(&r, "ttti");
+    for (size_t i = 0; i < n; i++) {
+        db_rows_text(&r, e[i].tenant);
+        db_rows_text(&r, e[i].integration);
+        db_rows_text(&r, e[i].entity_key);
+        db_rows_int(&r, e[i].paused);
+    }
+    /* For each entity, its oldest unfinished delivery (by id: routing order), if waiting. */
+    enum err rc = db_rows_run(
+        db,
+        "UPDATE deliveries SET state = CASE WHEN x.paused = 1 THEN 'held' ELSE 'pending' END "
+        "FROM (SELECT v.column1 AS t, v.column4 AS paused, (SELECT d.id FROM deliveries d "
+        "WHERE d.tenant_id = v.column1 AND d.integration_id = v.column2 AND d.entity_key = "
+        "v.column3 AND d.state IN " DELIVERIES_UNFINISHED " ORDER BY d.id LIMIT 1) AS nid FROM "
+        "({ROWS}) AS v) AS x WHERE deliveries.tenant_id = x.t AND deliveries.id = x.nid AND "
+        "deliveries.state = 'waiting'",
+        &r, NULL, NULL, NULL);
+    db_rows_cleanup(&r);
+    return rc;
 }
 
 enum err deliveries_hold(struct db *db, const char *tenant, const char *integration)

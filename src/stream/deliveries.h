@@ -28,6 +28,17 @@ enum err deliveries_insert(struct db *db, const char *tenant, const char *integr
                            bool entity_order, const char *event_id, const char *entity,
                            const char *entity_id, int64_t now);
 
+/* One delivery to insert (see deliveries_insert). */
+struct delivery_new {
+    const char *tenant, *integration, *event_id, *entity, *entity_id;
+    bool paused, entity_order;
+    int64_t now;
+};
+/* deliveries_insert for many at once, in order (a later one of the same integration and
+ * entity waits behind an earlier one): one set-based look-up of the entities that already
+ * have unfinished deliveries, one multi-row insert. */
+enum err deliveries_insert_many(struct db *db, const struct delivery_new *d, size_t n);
+
 struct claimed {
     char delivery_id[ID_MAX];
     char event_id[ID_MAX];
@@ -82,6 +93,25 @@ enum err deliveries_retry(struct db *db, const struct attempt_outcome *o, bool p
  * next_attempt_at stays its routing time, so claims keep publish order. */
 enum err deliveries_promote_next(struct db *db, const char *tenant, const char *integration,
                                  const char *entity_key, bool paused);
+
+/* --- the same for many outcomes at once (a group commit's successes) --- */
+
+/* deliveries_record_attempt for o[0..n). */
+enum err deliveries_record_attempts(struct db *db, const struct attempt_outcome *o, size_t n);
+/* deliveries_leased for o[0..n): leased[i] says whether o[i]'s delivery is still in flight
+ * under its lease (then out[i] is filled), with one look-up. */
+enum err deliveries_leased_many(struct db *db, const struct attempt_outcome *o, size_t n,
+                                struct delivery_leased *out, bool *leased);
+/* deliveries_finish in state for every o[i] with pick[i] (pick may be NULL: all). */
+enum err deliveries_finish_many(struct db *db, const struct attempt_outcome *o, const bool *pick,
+                                size_t n, const char *state, int64_t now);
+/* An entity whose delivery just finished (deliveries_promote_next_many). */
+struct entity_next {
+    const char *tenant, *integration, *entity_key;
+    bool paused;
+};
+/* deliveries_promote_next for many entities (distinct ones) in one statement. */
+enum err deliveries_promote_next_many(struct db *db, const struct entity_next *e, size_t n);
 
 /* Pausing: pending deliveries become held. */
 enum err deliveries_hold(struct db *db, const char *tenant, const char *integration);

@@ -8,7 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/buf.h"
 #include "core/id.h"
+#include "core/strmap.h"
 #include "core/timeutil.h"
 #include "core/xalloc.h"
 #include "store/store.h"
@@ -108,30 +110,70 @@ enum err routing_prepare(struct db *db, const char *tenant, struct routing_tenan
     return ERR_OK;
 }
 
+enum err routing_route_many(struct db *db, const struct route_item *items, size_t n, int *routed)
+{
+    size_t cap = 0, nd = 0;
+    struct delivery_new *d = NULL;
+    /* The cached state may be a resume behind (made on another node): held rows are only
+     * written on the integration row's word, read once per call under a share lock. A
+     * cached "active" that is stale writes pending rows, which no claim takes while the
+     * integration is paused. */
+    struct strmap held = STRMAP_INIT; /* tenant \x1f integration -> paused (0/1) */
+    struct buf key = BUF_INIT;
+    enum err rc = ERR_OK;
+    for (size_t k = 0; k < n; k++) {
+        struct routing_tenant *rt = items[k].rt;
+        const struct event_in *ev = items[k].ev;
+        int count = 0;
+        for (int i = 0; i < rt->n; i++) {
+            struct sub *s = &rt->subs[i];
+            if (!integration_selects(s->patterns, s->start_at, s->end_at, ev->type, ev->entity,
+                                     ev->published_at))
+                continue; /* past its end date (the scheduler stops it), before its start... */
+            bool paused = s->paused;
+            if (paused) {
+                size_t v;
+                buf_reset(&key);
+                buf_printf(&key, "%s\x1f%s", rt->tenant, s->id);
+                if (strmap_get(&held, key.data, &v)) {
+                    paused = v != 0;
+                } else {
+                    rc = integration_paused_locked(db, rt->tenant, s->id, &paused);
+                    if (rc != ERR_OK)
+                        goto out;
+                    strmap_add(&held, key.data, paused ? 1 : 0, NULL);
+                }
+            }
+            if (nd == cap) {
+                cap = cap ? 2 * cap : 64;
+                d = xrealloc(d, cap * sizeof *d);
+            }
+            d[nd++] = (struct delivery_new){.tenant = rt->tenant,
+                                            .integration = s->id,
+                                            .event_id = ev->id,
+                                            .entity = ev->entity,
+                                            .entity_id = ev->entity_id,
+                                            .paused = paused,
+                                            .entity_order = s->entity_order,
+                                            .now = ev->published_at};
+            count++;
+        }
+        if (routed)
+            routed[k] = count;
+    }
+    rc = nd ? deliveries_insert_many(db, d, nd) : ERR_OK;
+out:
+    strmap_cleanup(&held);
+    buf_cleanup(&key);
+    free(d);
+    return rc;
+}
+
 enum err routing_route(struct db *db, struct routing_tenant *rt, const struct event_in *ev,
                        int *routed)
 {
-    int n = 0;
-    for (int i = 0; i < rt->n; i++) {
-        struct sub *s = &rt->subs[i];
-        if (!integration_selects(s->patterns, s->start_at, s->end_at, ev->type, ev->entity,
-                                 ev->published_at))
-            continue; /* past its end date (the scheduler stops it), before its start... */
-        /* The cached state may be a resume behind (made on another node): held rows are
-         * only written on the row's word. A cached "active" that is stale writes pending
-         * rows, which no claim takes while the integration is paused. */
-        bool paused = s->paused;
-        enum err rc = paused ? integration_paused_locked(db, rt->tenant, s->id, &paused) : ERR_OK;
-        if (rc == ERR_OK)
-            rc = deliveries_insert(db, rt->tenant, s->id, paused, s->entity_order, ev->id,
-                                   ev->entity, ev->entity_id, ev->published_at);
-        if (rc != ERR_OK)
-            return rc;
-        n++;
-    }
-    if (routed)
-        *routed = n;
-    return ERR_OK;
+    struct route_item it = {.rt = rt, .ev = ev};
+    return routing_route_many(db, &it, 1, routed);
 }
 
 enum err routing_backfill(struct db *db, const char *tenant, const char *integration_id,

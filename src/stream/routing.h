@@ -19,6 +19,14 @@ enum err routing_prepare(struct db *db, const char *tenant, struct routing_tenan
 /* Writes the deliveries of one stored event; *routed gets their number (may be NULL). */
 enum err routing_route(struct db *db, struct routing_tenant *rt, const struct event_in *ev,
                        int *routed);
+/* An event to route and its tenant's index (from routing_prepare in this transaction). */
+struct route_item {
+    struct routing_tenant *rt;
+    const struct event_in *ev;
+};
+/* routing_route for many stored events at once, in order (set-based inserts);
+ * routed[i] (may be NULL) gets the count of items[i]. */
+enum err routing_route_many(struct db *db, const struct route_item *items, size_t n, int *routed);
 /* Backfills a new integration: routes every retained event published in [from, to) that
  * matches, in publish order. *n gets the count. */
 enum err routing_backfill(struct db *db, const char *tenant, const char *integration_id,
