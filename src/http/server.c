@@ -3,17 +3,24 @@
  *
  * Threads: the pool threads run the access handler; the writer thread resumes suspended
  * connections from job_done(). g.deferred counts suspended requests so shutdown waits for
- * their commits before stopping the daemon. */
+ * their commits before stopping the daemon. The acceptor thread owns the listen socket: it
+ * accepts and hands each connection to the daemon (MHD_add_connection). It takes no new
+ * connection while --max-connections are open, and when accept() fails for want of
+ * descriptors (EMFILE, ENFILE, ENOBUFS, ENOMEM) it waits until a connection closes or
+ * 100 ms pass, instead of spinning on a listen socket that stays readable: new clients
+ * wait in the backlog until the server has descriptors again. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -46,7 +53,19 @@ static struct {
     int port;
     int listen_fd; /* bound by http_listen() before anything else starts; -1: none */
     bool v6;
-} g = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER, .listen_fd = -1};
+    /* The acceptor: its thread, the eventfd that wakes it (a connection closed, or stop),
+     * the open connections it counts against max_conns, and the stop flag. */
+    pthread_t acceptor;
+    bool acceptor_running;
+    int wake_fd;
+    _Atomic int conns;
+    int max_conns;
+    _Atomic bool stopping;
+    struct metric accept_waits;
+} g = {.lock = PTHREAD_MUTEX_INITIALIZER,
+       .cond = PTHREAD_COND_INITIALIZER,
+       .listen_fd = -1,
+       .wake_fd = -1};
 
 static const char *const class_names[] = {"2xx", "4xx", "5xx"};
 
@@ -442,6 +461,89 @@ __attribute__((format(printf, 2, 0))) static void on_mhd_log(void *cls, const ch
     log_warn("http", "%s", msg);
 }
 
+/* --- the acceptor --------------------------------------------------------------------- */
+
+static void wake_acceptor(void)
+{
+    uint64_t one = 1;
+    if (g.wake_fd >= 0 && write(g.wake_fd, &one, sizeof one) < 0 && errno != EAGAIN)
+        log_debug("http", "cannot wake the acceptor: %s", strerror(errno));
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe)
+{
+    (void)cls, (void)conn, (void)socket_context;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        atomic_fetch_add(&g.conns, 1);
+    } else if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
+        /* A descriptor and a connection slot are free: an acceptor that waits for either
+         * may go on. */
+        atomic_fetch_sub(&g.conns, 1);
+        wake_acceptor();
+    }
+}
+
+/* Waits until the wake eventfd fires or ms pass (ms < 0: the listen socket is readable
+ * too); returns true when the listen socket is readable. */
+static bool acceptor_wait(bool listen, int ms)
+{
+    struct pollfd p[2] = {{.fd = g.wake_fd, .events = POLLIN},
+                          {.fd = g.listen_fd, .events = POLLIN}};
+    int n = poll(p, listen ? 2 : 1, ms);
+    if (n > 0 && (p[0].revents & POLLIN)) {
+        uint64_t v;
+        if (read(g.wake_fd, &v, sizeof v) < 0 && errno != EAGAIN)
+            log_debug("http", "acceptor wake read: %s", strerror(errno));
+    }
+    return n > 0 && listen && (p[1].revents & POLLIN);
+}
+
+static void *acceptor_main(void *arg)
+{
+    (void)arg;
+    bool failing = false; /* in an episode of accept() failing (EMFILE and the like) */
+    while (!atomic_load(&g.stopping)) {
+        if (atomic_load(&g.conns) >= g.max_conns) {
+            /* At the connection limit: clients wait in the backlog until one closes. */
+            acceptor_wait(false, 1000);
+            continue;
+        }
+        if (!acceptor_wait(true, 1000))
+            continue;
+        while (!atomic_load(&g.stopping) && atomic_load(&g.conns) < g.max_conns) {
+            struct sockaddr_storage addr;
+            socklen_t alen = sizeof addr;
+            int fd =
+                accept4(g.listen_fd, (struct sockaddr *)&addr, &alen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+            if (fd < 0) {
+                int e = errno;
+                if (e == EAGAIN || e == EWOULDBLOCK)
+                    break;
+                if (e == EINTR || e == ECONNABORTED || e == EPROTO)
+                    continue;
+                metric_add(&g.accept_waits, 1);
+                if (!failing)
+                    log_warn("http",
+                             "cannot accept connections: %s; new clients wait until a "
+                             "descriptor is free (raise the open-file limit, ulimit -n, or "
+                             "lower --max-connections)",
+                             strerror(e));
+                failing = true;
+                acceptor_wait(false, 100);
+                break;
+            }
+            if (failing) {
+                log_info("http", "accepting connections again");
+                failing = false;
+            }
+            /* On failure the daemon has closed the socket and logged why. */
+            MHD_add_connection(g.daemon, fd, (struct sockaddr *)&addr, alen);
+        }
+    }
+    return NULL;
+}
+
 /* --- start/stop ---------------------------------------------------------------------- */
 
 static enum err parse_listen(const char *listen, struct sockaddr_storage *ss, bool *v6,
@@ -519,6 +621,11 @@ static void register_metrics(void)
     static const char *const unmatched_labels[] = {"method=\"\",route=\"unmatched\",code=\"2xx\"",
                                                    "method=\"\",route=\"unmatched\",code=\"4xx\"",
                                                    "method=\"\",route=\"unmatched\",code=\"5xx\""};
+    g.accept_waits.name = "sluice_http_accept_waits_total";
+    g.accept_waits.help = "Times accept() failed and the acceptor waited (usually for want of "
+                          "file descriptors).";
+    g.accept_waits.type = "counter";
+    metric_register(&g.accept_waits);
     for (int c = 0; c < 3; c++) {
         g.unmatched[c].name = "sluice_http_requests_total";
         g.unmatched[c].help = "HTTP requests by route and status class.";
@@ -573,19 +680,39 @@ enum err http_start(const struct config *cfg, const struct route *routes, char *
     g.closing = false;
     register_metrics();
     ratelimit_configure(cfg->rate_limit);
+    /* The daemon has no listen socket of its own: the acceptor thread hands it connections
+     * (MHD_USE_ITC makes a pool thread pick each one up at once) and keeps to
+     * --max-connections. The daemon's own limit is only a backstop, set above it: its count
+     * lags ours (a closed connection is counted until the pool thread cleans it up), and a
+     * connection it refused would be reset instead of waiting in the backlog. */
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
-                     MHD_USE_ITC | MHD_USE_ERROR_LOG | (g.v6 ? MHD_USE_IPv6 : 0);
+                     MHD_USE_ITC | MHD_USE_ERROR_LOG | MHD_USE_NO_LISTEN_SOCKET;
     g.daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, NULL, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
-        MHD_OPTION_LISTEN_SOCKET, (MHD_socket)g.listen_fd, MHD_OPTION_THREAD_POOL_SIZE,
-        (unsigned)cfg->http_threads, MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->http_threads, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)cfg->max_connections * 2 + (unsigned)cfg->http_threads,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-        (size_t)64 * 1024, MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_END);
+        (size_t)64 * 1024, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, NULL, MHD_OPTION_END);
     if (!g.daemon) {
         snprintf(errmsg, errlen, "cannot serve on %s (see the log above)", cfg->listen);
         return ERR_IO;
     }
+    g.max_conns = cfg->max_connections;
+    atomic_store(&g.conns, 0);
+    atomic_store(&g.stopping, false);
+    g.wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    int e = g.wake_fd < 0 ? errno : pthread_create(&g.acceptor, NULL, acceptor_main, NULL);
+    if (e != 0) {
+        snprintf(errmsg, errlen, "cannot start the HTTP acceptor: %s", strerror(e));
+        MHD_stop_daemon(g.daemon);
+        g.daemon = NULL;
+        if (g.wake_fd >= 0)
+            close(g.wake_fd);
+        g.wake_fd = -1;
+        return ERR_IO;
+    }
+    g.acceptor_running = true;
     return ERR_OK;
 }
 
@@ -602,10 +729,13 @@ void http_stop(void)
         g.listen_fd = -1;
         return;
     }
-    /* The listen socket is ours to close, but only once the daemon has stopped: its pool
-     * threads may still be taking it out of their epoll sets (closing it first makes that
-     * fail, and libmicrohttpd aborts). */
-    MHD_socket listen_fd = MHD_quiesce_daemon(g.daemon);
+    /* Take no new connection: stop the acceptor (clients still in the backlog are refused
+     * when the listen socket closes below). */
+    atomic_store(&g.stopping, true);
+    wake_acceptor();
+    if (g.acceptor_running)
+        pthread_join(g.acceptor, NULL);
+    g.acceptor_running = false;
     /* Let every suspended request get its commit and be resumed. */
     pthread_mutex_lock(&g.lock);
     while (atomic_load(&g.deferred) > 0)
@@ -622,9 +752,10 @@ void http_stop(void)
     }
     MHD_stop_daemon(g.daemon);
     g.daemon = NULL;
-    if (listen_fd != MHD_INVALID_SOCKET)
-        close(listen_fd);
+    close(g.listen_fd);
     g.listen_fd = -1;
+    close(g.wake_fd);
+    g.wake_fd = -1;
     for (int i = 0; i < g.nroutes; i++)
         for (int c = 0; c < 4; c++)
             free(g.rm[i].labels[c]);

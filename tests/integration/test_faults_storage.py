@@ -13,7 +13,9 @@ deliveries while
   returns;
 - the process reaches its open-file limit (RLIMIT_NOFILE lowered with prlimit) while
   clients hold hundreds of connections: no crash, and once they let go the API answers and
-  deliveries go on.
+  deliveries go on;
+- clients hold every connection --max-connections allows: the next one waits in the backlog
+  (the server neither spins nor drops it) and is answered once one lets go.
 
 After each: the server never restarted, every acknowledged event is stored exactly once and
 delivered at least once, and it holds no more file descriptors than before."""
@@ -293,3 +295,31 @@ def test_open_file_limit(start_server, db, receiver):
         assert busy < 0.9, f"the server spins at its open-file limit ({busy:.0%} of a core)"
     finally:
         pub.stop()
+
+
+def test_connection_limit(start_server):
+    srv = start_server(args=["--max-connections", "4"])
+    held = []
+    try:
+        for _ in range(4):  # keep-alive connections, each answered once so it is counted
+            s = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+            assert s.recv(4096).startswith(b"HTTP/1.1 200"), "a held connection was not served"
+            held.append(s)
+        waiting = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+        waiting.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        waiting.settimeout(1)
+        t0, c0 = time.monotonic(), cpu_seconds(srv.proc.pid)
+        with pytest.raises(socket.timeout):
+            waiting.recv(4096)  # the fifth waits: the server is at its limit
+        time.sleep(1)
+        busy = (cpu_seconds(srv.proc.pid) - c0) / (time.monotonic() - t0)
+        assert busy < 0.2, f"the server spins at its connection limit ({busy:.0%} of a core)"
+        held.pop().close()
+        waiting.settimeout(10)
+        assert waiting.recv(4096).startswith(b"HTTP/1.1 200"), "the waiting client was not served"
+        waiting.close()
+        assert srv.request("GET", "/healthz")[0] == 200
+    finally:
+        for s in held:
+            s.close()
