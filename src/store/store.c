@@ -438,30 +438,99 @@ bool store_peers(void)
     return atomic_load(&g.peers);
 }
 
-static void run_batch(struct store_job *batch)
+/* Runs the batch's jobs in the open transaction, adding the wake bits of what ran to *wake.
+ * With savepoints each unit (a job, or a run of consecutive jobs of one group) runs under
+ * its own, so one that fails leaves the others standing; the unit that starts at `alone`
+ * (one that failed before) runs job by job at once. Without, the first unit that fails ends
+ * the pass: returns its first job, and the caller rolls the transaction back. Returns NULL
+ * when the pass went through. */
+static struct store_job *run_units(struct db *db, struct store_job *batch, bool savepoints,
+                                   const struct store_job *alone, unsigned *wake)
 {
-    struct db *db = g.wdb;
-    unsigned wake = 0;
-    enum err rc = db_ensure(db);
-    if (rc == ERR_OK)
-        rc = db_begin(db);
-    if (rc == ERR_OK) {
-        struct store_job *run[256];
-        for (struct store_job *j = batch; j;) {
-            if (!j->group) {
-                wake |= run_one(db, j);
-                j = j->next;
-                continue;
-            }
-            /* A run of consecutive jobs of the same group (at most 256 per run_many). */
-            size_t n = 0;
-            const struct store_group *grp = j->group;
+    struct store_job *run[256];
+    for (struct store_job *j = batch; j;) {
+        struct store_job *first = j;
+        size_t n = 0;
+        const struct store_group *grp = j->group;
+        if (!grp) {
+            run[n++] = j;
+            j = j->next;
+        } else { /* at most 256 per run_many */
             while (j && j->group == grp && n < sizeof run / sizeof *run) {
                 run[n++] = j;
                 j = j->next;
             }
-            wake |= run_group(db, run, n);
         }
+        if (savepoints) {
+            if (n > 1 && first != alone)
+                *wake |= run_group(db, run, n);
+            else
+                for (size_t i = 0; i < n; i++)
+                    *wake |= run_one(db, run[i]);
+            continue;
+        }
+        unsigned w = 0;
+        enum err rc;
+        t_wake = &w;
+        if (n > 1) {
+            for (size_t i = 0; i < n; i++)
+                run[i]->rc = ERR_OK;
+            rc = grp->run_many(db, run, n);
+        } else {
+            rc = run[0]->rc = run[0]->run(db, run[0]->arg);
+        }
+        t_wake = NULL;
+        if (rc != ERR_OK)
+            return first;
+        *wake |= w;
+    }
+    return NULL;
+}
+
+/* Whether the batch may run without savepoints: a single job (if it fails, the rollback
+ * undoes just it), or only jobs of groups (a group's run_many may run again, each of its
+ * jobs alone, after a failure). A savepoint is not free: SQLite copies every page the
+ * statements under it touch into a sub-journal file, made and deleted per savepoint, and
+ * PostgreSQL takes two more round trips. */
+static bool optimistic(const struct store_job *batch)
+{
+    if (!batch->next)
+        return true;
+    for (const struct store_job *j = batch; j; j = j->next)
+        if (!j->group)
+            return false;
+    return true;
+}
+
+static void run_batch(struct store_job *batch)
+{
+    struct db *db = g.wdb;
+    unsigned wake = 0;
+    bool nothing = false; /* the batch's one job failed: nothing to commit */
+    enum err rc = db_ensure(db);
+    if (rc == ERR_OK)
+        rc = db_begin(db);
+    if (rc == ERR_OK) {
+        struct store_job *failed;
+        if (!optimistic(batch)) {
+            run_units(db, batch, true, NULL, &wake);
+        } else if ((failed = run_units(db, batch, false, NULL, &wake))) {
+            /* A unit failed: undo the pass and run the jobs again, each unit under its own
+             * savepoint and the one that failed job by job, so only what fails fails. */
+            wake = 0;
+            db_rollback(db);
+            if (!batch->next && !batch->group) {
+                nothing = true;
+            } else {
+                rc = db_begin(db);
+                if (rc == ERR_OK)
+                    run_units(db, batch, true, failed, &wake);
+            }
+        }
+    }
+    if (rc == ERR_OK && nothing) {
+        /* the job's own error stands; the transaction is already rolled back */
+    } else if (rc == ERR_OK) {
         rc = db_commit(db);
         if (rc != ERR_OK) {
             log_error("store", "commit failed: %s", db_errmsg(db));

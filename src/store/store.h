@@ -31,12 +31,14 @@ struct store_job {
 };
 
 /* Jobs that are cheaper together: the writer hands a run of consecutive jobs of one group
- * (in queue order) to run_many, under one savepoint, so their rows go in with a few
- * set-based statements instead of a few statements each. run_many sets each job's rc: a
- * job it could not take (ERR_*, nothing of it written) fails alone. It returns ERR_OK when
- * every job's writes are complete or absent; any other result rolls the whole run back
- * and the writer runs each job alone through its run(), under its own savepoint, so a
- * failing job still fails alone and a job commits whole or not at all. */
+ * (in queue order) to run_many, so their rows go in with a few set-based statements
+ * instead of a few statements each. run_many sets each job's rc: a job it could not take
+ * (ERR_*, nothing of it written) fails alone. It returns ERR_OK when every job's writes are
+ * complete or absent; any other result rolls the whole run back and the writer runs each
+ * job alone through its run(), under its own savepoint, so a failing job still fails alone
+ * and a job commits whole or not at all. A batch made only of group jobs (or of one job)
+ * runs without savepoints; if a run fails there, the writer rolls the transaction back and
+ * runs the batch again, the failed run job by job: run_many and run() may run twice. */
 struct store_group {
     enum err (*run_many)(struct db *db, struct store_job **jobs, size_t n);
 };

@@ -4,6 +4,7 @@
  * membership), integration health columns and lag episodes, the target driver table and
  * its secret helpers, and the writer-thread precondition of every queue write. On a
  * migrated SQLite database, single-threaded like the writer. */
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -391,9 +392,203 @@ static void test_writer_only(void)
     unit_rmdir(dir);
 }
 
+/* --- the writer's units: a group that fails runs again job by job ---------------------- */
+
+struct unit_job {
+    struct store_job job;
+    long long x;   /* the row it writes; negative: it fails (after writing) */
+    bool finished; /* done() was called */
+};
+
+static pthread_mutex_t uj_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t uj_cond = PTHREAD_COND_INITIALIZER;
+static bool uj_release;  /* the blocking job may return */
+static bool uj_blocking; /* the blocking job runs */
+static int uj_many_calls, uj_one_calls;
+
+static enum err uj_insert(struct db *db, long long x)
+{
+    struct db_stmt *st = db_stmt(db, "INSERT INTO unit_rows (x) VALUES (?)");
+    db_bind_int(st, 1, x < 0 ? -x : x);
+    enum err rc = db_run(st);
+    db_release(db);
+    return rc;
+}
+
+static enum err uj_run(struct db *db, void *arg)
+{
+    struct unit_job *u = arg;
+    uj_one_calls++;
+    enum err rc = uj_insert(db, u->x);
+    return rc != ERR_OK ? rc : u->x < 0 ? ERR_INVALID : ERR_OK;
+}
+
+/* Writes every job's row, then fails the whole run if any job is a failing one. */
+static enum err uj_run_many(struct db *db, struct store_job **jobs, size_t n)
+{
+    uj_many_calls++;
+    bool bad = false;
+    for (size_t i = 0; i < n; i++) {
+        struct unit_job *u = jobs[i]->arg;
+        if (uj_insert(db, u->x) != ERR_OK)
+            return ERR_STORAGE;
+        bad |= u->x < 0;
+    }
+    return bad ? ERR_CONFLICT : ERR_OK;
+}
+
+static const struct store_group uj_group = {uj_run_many};
+
+static void uj_done(void *arg, enum err rc)
+{
+    struct unit_job *u = arg;
+    pthread_mutex_lock(&uj_lock);
+    u->job.rc = rc;
+    u->finished = true;
+    pthread_cond_broadcast(&uj_cond);
+    pthread_mutex_unlock(&uj_lock);
+}
+
+static enum err uj_block(struct db *db, void *arg)
+{
+    (void)db, (void)arg;
+    pthread_mutex_lock(&uj_lock);
+    uj_blocking = true;
+    pthread_cond_broadcast(&uj_cond);
+    while (!uj_release)
+        pthread_cond_wait(&uj_cond, &uj_lock);
+    pthread_mutex_unlock(&uj_lock);
+    return ERR_OK;
+}
+
+static enum err uj_create(struct db *db, void *arg)
+{
+    (void)arg;
+    return db_exec(db, "CREATE TABLE unit_rows (x INTEGER PRIMARY KEY)");
+}
+
+static enum err uj_count(struct db *db, void *arg)
+{
+    struct db_stmt *st = db_stmt(db, "SELECT COUNT(*), COALESCE(SUM(x), 0) FROM unit_rows");
+    enum err rc = db_next(st);
+    if (rc == ERR_OK) {
+        ((long long *)arg)[0] = db_col_int(st, 0);
+        ((long long *)arg)[1] = db_col_int(st, 1);
+    }
+    db_release(db);
+    return rc == ERR_OK ? ERR_OK : ERR_STORAGE;
+}
+
+/* Queues the jobs behind a job that holds the writer, so that they make one batch; waits
+ * for all of them. */
+static void uj_batch(struct unit_job *jobs, size_t n)
+{
+    struct unit_job blocker = {.job = {.run = uj_block, .done = uj_done}};
+    blocker.job.arg = &blocker;
+    uj_release = uj_blocking = false;
+    store_submit(&blocker.job);
+    pthread_mutex_lock(&uj_lock);
+    while (!uj_blocking)
+        pthread_cond_wait(&uj_cond, &uj_lock);
+    pthread_mutex_unlock(&uj_lock);
+    for (size_t i = 0; i < n; i++) {
+        jobs[i].job.arg = &jobs[i];
+        jobs[i].job.done = uj_done;
+        if (!jobs[i].job.run)
+            jobs[i].job.run = uj_run;
+        store_submit(&jobs[i].job);
+    }
+    pthread_mutex_lock(&uj_lock);
+    uj_release = true;
+    pthread_cond_broadcast(&uj_cond);
+    for (size_t i = 0; i < n; i++)
+        while (!jobs[i].finished)
+            pthread_cond_wait(&uj_cond, &uj_lock);
+    while (!blocker.finished)
+        pthread_cond_wait(&uj_cond, &uj_lock);
+    pthread_mutex_unlock(&uj_lock);
+}
+
+/* The writer runs a batch without savepoints when it can (one job, or only jobs of groups)
+ * and, when a unit fails, rolls back and runs it again unit by unit: whatever path it takes,
+ * a failing job fails alone and leaves no row, and the others commit. */
+static void test_writer_units(void)
+{
+    char *dir = unit_tmpdir();
+    char *data = xasprintf("--data-dir=%s", dir);
+    char *argv[] = {data, (char *)"--admin-token=unit-test-admin-token-0123456789", NULL};
+    struct config cfg;
+    FILE *out = fopen("/dev/null", "w");
+    int prc = config_parse(&cfg, 2, argv, out, out);
+    fclose(out);
+    char err[256] = "";
+    REQUIRE_TRUE(prc == 0);
+    if (store_start(&cfg, err, sizeof err) != ERR_OK) {
+        unit_fail(__FILE__, __LINE__, "store_start: %s", err);
+        config_cleanup(&cfg);
+        free(data);
+        unit_rmdir(dir);
+        return;
+    }
+    ASSERT_EQ_ERR(store_write(uj_create, NULL, 0), ERR_OK);
+    long long cs[2];
+
+    /* Only jobs of one group, all good: one run_many, no job alone. */
+    uj_many_calls = uj_one_calls = 0;
+    struct unit_job a[3] = {{.x = 1}, {.x = 2}, {.x = 4}};
+    for (int i = 0; i < 3; i++)
+        a[i].job.group = &uj_group;
+    uj_batch(a, 3);
+    for (int i = 0; i < 3; i++)
+        ASSERT_EQ_ERR(a[i].job.rc, ERR_OK);
+    ASSERT_EQ_INT(uj_many_calls, 1);
+    ASSERT_EQ_INT(uj_one_calls, 0);
+
+    /* A group with a failing job: the run fails, every job runs again alone; the failing
+     * one fails and its row is gone, the others commit. */
+    uj_many_calls = uj_one_calls = 0;
+    struct unit_job b[3] = {{.x = 8}, {.x = -16}, {.x = 32}};
+    for (int i = 0; i < 3; i++)
+        b[i].job.group = &uj_group;
+    uj_batch(b, 3);
+    ASSERT_EQ_ERR(b[0].job.rc, ERR_OK);
+    ASSERT_EQ_ERR(b[1].job.rc, ERR_INVALID);
+    ASSERT_EQ_ERR(b[2].job.rc, ERR_OK);
+    ASSERT_EQ_INT(uj_many_calls, 1);
+    ASSERT_EQ_INT(uj_one_calls, 3);
+    ASSERT_EQ_ERR(store_write(uj_count, cs, 0), ERR_OK);
+    ASSERT_EQ_INT(cs[0], 5);
+    ASSERT_EQ_INT(cs[1], 1 + 2 + 4 + 8 + 32);
+
+    /* One job alone that fails after writing: its row is rolled back. */
+    struct unit_job c[1] = {{.x = -64}};
+    uj_batch(c, 1);
+    ASSERT_EQ_ERR(c[0].job.rc, ERR_INVALID);
+
+    /* A mixed batch (a job of no group among group jobs), with a failing one of each kind:
+     * units under savepoints, each failure alone. */
+    uj_many_calls = uj_one_calls = 0;
+    struct unit_job d[4] = {{.x = 128}, {.x = -256}, {.x = -512}, {.x = 1024}};
+    d[0].job.group = d[1].job.group = &uj_group;
+    uj_batch(d, 4);
+    ASSERT_EQ_ERR(d[0].job.rc, ERR_OK);
+    ASSERT_EQ_ERR(d[1].job.rc, ERR_INVALID);
+    ASSERT_EQ_ERR(d[2].job.rc, ERR_INVALID);
+    ASSERT_EQ_ERR(d[3].job.rc, ERR_OK);
+    ASSERT_EQ_ERR(store_write(uj_count, cs, 0), ERR_OK);
+    ASSERT_EQ_INT(cs[0], 7);
+    ASSERT_EQ_INT(cs[1], 1 + 2 + 4 + 8 + 32 + 128 + 1024);
+
+    store_stop();
+    config_cleanup(&cfg);
+    free(data);
+    unit_rmdir(dir);
+}
+
 void unit_stream(void)
 {
     RUN(test_events_match);
+    RUN(test_writer_units);
     RUN(test_routing);
     RUN(test_queue_transitions);
     RUN(test_integration_health);
