@@ -214,9 +214,22 @@ enum err routing_backfill(struct db *db, const char *tenant, const char *integra
     if (rc == ERR_DONE)
         rc = ERR_OK;
     int64_t now = time_now_ms();
-    for (size_t i = 0; i < count && rc == ERR_OK; i++)
-        rc = deliveries_insert(db, tenant, integration_id, false, entity_order, rows[i].id,
-                               rows[i].entity, rows[i].entity_id, now);
+    /* Set-based, in id order: a few statements per chunk of rows, not one per row. */
+    enum { CHUNK = 500 };
+    struct delivery_new *d = xcalloc(count < CHUNK ? count + 1 : CHUNK, sizeof *d);
+    for (size_t i = 0; i < count && rc == ERR_OK; i += CHUNK) {
+        size_t m = count - i < CHUNK ? count - i : CHUNK;
+        for (size_t k = 0; k < m; k++)
+            d[k] = (struct delivery_new){.tenant = tenant,
+                                         .integration = integration_id,
+                                         .event_id = rows[i + k].id,
+                                         .entity = rows[i + k].entity,
+                                         .entity_id = rows[i + k].entity_id,
+                                         .entity_order = entity_order,
+                                         .now = now};
+        rc = deliveries_insert_many(db, d, m);
+    }
+    free(d);
     for (size_t i = 0; i < count; i++) {
         free(rows[i].entity);
         free(rows[i].entity_id);
