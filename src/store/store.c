@@ -487,21 +487,6 @@ static struct store_job *run_units(struct db *db, struct store_job *batch, bool 
     return NULL;
 }
 
-/* Whether the batch may run without savepoints: a single job (if it fails, the rollback
- * undoes just it), or only jobs of groups (a group's run_many may run again, each of its
- * jobs alone, after a failure). A savepoint is not free: SQLite copies every page the
- * statements under it touch into a sub-journal file, made and deleted per savepoint, and
- * PostgreSQL takes two more round trips. */
-static bool optimistic(const struct store_job *batch)
-{
-    if (!batch->next)
-        return true;
-    for (const struct store_job *j = batch; j; j = j->next)
-        if (!j->group)
-            return false;
-    return true;
-}
-
 static void run_batch(struct store_job *batch)
 {
     struct db *db = g.wdb;
@@ -511,12 +496,14 @@ static void run_batch(struct store_job *batch)
     if (rc == ERR_OK)
         rc = db_begin(db);
     if (rc == ERR_OK) {
-        struct store_job *failed;
-        if (!optimistic(batch)) {
-            run_units(db, batch, true, NULL, &wake);
-        } else if ((failed = run_units(db, batch, false, NULL, &wake))) {
+        /* First without savepoints: a savepoint is not free (SQLite copies every page the
+         * statements under it touch into a sub-journal file, made and deleted per
+         * savepoint; PostgreSQL takes two more round trips), and jobs rarely fail. */
+        struct store_job *failed = run_units(db, batch, false, NULL, &wake);
+        if (failed) {
             /* A unit failed: undo the pass and run the jobs again, each unit under its own
-             * savepoint and the one that failed job by job, so only what fails fails. */
+             * savepoint and the one that failed job by job, so only what fails fails
+             * (every job may run again: nothing of a rolled-back run stays). */
             wake = 0;
             db_rollback(db);
             if (!batch->next && !batch->group) {

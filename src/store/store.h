@@ -36,9 +36,10 @@ struct store_job {
  * (ERR_*, nothing of it written) fails alone. It returns ERR_OK when every job's writes are
  * complete or absent; any other result rolls the whole run back and the writer runs each
  * job alone through its run(), under its own savepoint, so a failing job still fails alone
- * and a job commits whole or not at all. A batch made only of group jobs (or of one job)
- * runs without savepoints; if a run fails there, the writer rolls the transaction back and
- * runs the batch again, the failed run job by job: run_many and run() may run twice. */
+ * and a job commits whole or not at all. A batch runs first without savepoints; if a unit
+ * fails there, the writer rolls the transaction back and runs the batch again with them,
+ * the failed run job by job: run_many and run() may run twice, so neither may keep
+ * anything but database rows (and store_wake bits) of a run that is rolled back. */
 struct store_group {
     enum err (*run_many)(struct db *db, struct store_job **jobs, size_t n);
 };

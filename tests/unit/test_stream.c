@@ -509,9 +509,9 @@ static void uj_batch(struct unit_job *jobs, size_t n)
     pthread_mutex_unlock(&uj_lock);
 }
 
-/* The writer runs a batch without savepoints when it can (one job, or only jobs of groups)
- * and, when a unit fails, rolls back and runs it again unit by unit: whatever path it takes,
- * a failing job fails alone and leaves no row, and the others commit. */
+/* The writer runs a batch without savepoints first and, when a unit fails, rolls back and
+ * runs it again unit by unit: whatever path it takes, a failing job fails alone and leaves
+ * no row, and the others commit. */
 static void test_writer_units(void)
 {
     char *dir = unit_tmpdir();
@@ -565,8 +565,9 @@ static void test_writer_units(void)
     uj_batch(c, 1);
     ASSERT_EQ_ERR(c[0].job.rc, ERR_INVALID);
 
-    /* A mixed batch (a job of no group among group jobs), with a failing one of each kind:
-     * units under savepoints, each failure alone. */
+    /* A mixed batch (jobs of no group after group jobs), with a failing one of each kind:
+     * the first failure undoes the pass, the second pass runs each unit under its own
+     * savepoint (the failed run job by job), and each failure stays alone. */
     uj_many_calls = uj_one_calls = 0;
     struct unit_job d[4] = {{.x = 128}, {.x = -256}, {.x = -512}, {.x = 1024}};
     d[0].job.group = d[1].job.group = &uj_group;
