@@ -61,7 +61,8 @@ def main():
                                                                 "ordering": "none",
                                                                 "target": target}, token=key)
         assert st == 201, body
-        srv.request("POST", "/v1/integrations/bench/pause", {}, token=key)
+        st, _, body = srv.request("POST", "/v1/integrations/bench/pause", {}, token=key)
+        assert st == 200, body  # the backlog is built first: batching starts at resume
         filler = "x" * a.payload
         for start in range(0, a.events, 1000):
             evs = [{"type": "order.created", "entity_id": f"O{i}", "payload": {"n": filler}}
@@ -70,7 +71,8 @@ def main():
             assert st == 202, body
         db = os.path.join(srv.data_dir, "sluice.db")
         t0 = time.time()
-        srv.request("POST", "/v1/integrations/bench/resume", {}, token=key)
+        st, _, body = srv.request("POST", "/v1/integrations/bench/resume", {}, token=key)
+        assert st == 200, body
 
         def done():
             con = sqlite3.connect(db)

@@ -22,7 +22,6 @@
 #include "stream/deliveries.h"
 
 #define S3_APPEND_BUSY_RETRY_MS 50
-#define APPEND_CHUNK 1 /* ids per statement: larger IN lists mislead SQLite's planner */
 
 struct open_batch {
     char id[ID_MAX];
@@ -218,10 +217,11 @@ enum err s3_batch_append(struct db *db, const char *tenant, const char *integrat
     if (!found && (rc = open_new(db, tenant, integration, now, &b)) != ERR_OK)
         goto out;
     for (int i = 0; i < n;) {
-        /* The next run of candidates that fits in the open batch, at most APPEND_CHUNK. */
+        /* The next run of candidates that fits in the open batch: one statement joins them
+         * (deliveries_join_batch). */
         int k = i;
         int64_t bytes = b.bytes;
-        while (k < n && k - i < APPEND_CHUNK) {
+        while (k < n) {
             if (b.count + (k - i) > 0 && bytes + c[k].bytes > max_bytes)
                 break;
             bytes += c[k].bytes;

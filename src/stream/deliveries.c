@@ -563,45 +563,75 @@ enum err deliveries_join_batch(struct db *db, const char *tenant, const char *in
                                const char *batch_id, const char *const *ids, int n, bool *joined)
 {
     assert(store_is_writer());
-    struct buf sql = BUF_INIT;
-    buf_puts(&sql, "UPDATE deliveries SET batch_id = ?, state = 'in_flight' WHERE tenant_id = ? "
-                   "AND integration_id = ? AND batch_id IS NULL AND state IN ('pending', "
-                   "'waiting') AND id IN (?");
-    for (int i = 1; i < n; i++)
-        buf_puts(&sql, ", ?");
-    buf_puts(&sql, ")");
-    struct db_stmt *st = db_stmt(db, sql.data);
+    /* One statement for every member: the ids go in as one JSON array. On SQLite the unary
+     * '+' keeps the planner on the primary key (tenant_id, id) for the list; without it it
+     * walks the integration's queue index and tests each row against the list. */
+    struct buf arr = BUF_INIT;
+    buf_putc(&arr, '[');
+    for (int i = 0; i < n; i++) {
+        buf_printf(&arr, "%s\"%s\"", i ? "," : "", ids[i]); /* ids are [a-z0-9_] */
+        joined[i] = false;
+    }
+    buf_putc(&arr, ']');
+    struct db_stmt *st =
+        db_kind(db) == DB_PG
+            ? db_stmt(db, "UPDATE deliveries SET batch_id = ?, state = 'in_flight' WHERE "
+                          "tenant_id = ? AND integration_id = ? AND batch_id IS NULL AND state IN "
+                          "('pending', 'waiting') AND id IN (SELECT jsonb_array_elements_text(?"
+                          "::jsonb)) RETURNING id")
+            : db_stmt(db, "UPDATE deliveries SET batch_id = ?, state = 'in_flight' WHERE "
+                          "tenant_id = ? AND +integration_id = ? AND +batch_id IS NULL AND +state "
+                          "IN ('pending', 'waiting') AND id IN (SELECT value FROM json_each(?)) "
+                          "RETURNING id");
     db_bind_text(st, 1, batch_id);
     db_bind_text(st, 2, tenant);
     db_bind_text(st, 3, integration);
+    db_bind_text(st, 4, arr.data);
+    struct strmap at = STRMAP_INIT;
     for (int i = 0; i < n; i++)
-        db_bind_text(st, 4 + i, ids[i]);
+        strmap_add(&at, ids[i], (size_t)i, NULL);
+    enum err rc;
+    size_t k;
+    while ((rc = db_next(st)) == ERR_OK)
+        if (strmap_get(&at, db_col_text(st, 0), &k))
+            joined[k] = true;
+    db_release(db);
+    strmap_cleanup(&at);
+    buf_cleanup(&arr);
+    return rc == ERR_DONE ? ERR_OK : rc;
+}
+
+/* SQLite: the counters of n members that a batch's outcome just moved from unfinished to
+ * state at now, once for the whole batch (migration 011: the row triggers skip batch
+ * members; PostgreSQL's statement triggers count them). */
+static enum err batch_counts(struct db *db, const struct batch_attempt *a, const char *state,
+                             int64_t now, int64_t n)
+{
+    struct db_stmt *st = db_stmt(db, "UPDATE delivery_counts SET n = n - ? WHERE tenant_id = ? "
+                                     "AND integration_id = ? AND status = 'pending' AND shard = 0");
+    db_bind_int(st, 1, n);
+    db_bind_text(st, 2, a->tenant);
+    db_bind_text(st, 3, a->integration);
     enum err rc = db_run(st);
-    int64_t changed = rc == ERR_OK ? db_changes(st) : 0;
-    for (int i = 0; i < n; i++)
-        joined[i] = changed == n;
-    if (rc == ERR_OK && changed > 0 && changed < n) {
-        /* some were taken meanwhile (another node) or moved on: which ones joined? */
-        buf_reset(&sql);
-        buf_puts(&sql, "SELECT id FROM deliveries WHERE tenant_id = ? AND batch_id = ? AND id IN "
-                       "(?");
-        for (int i = 1; i < n; i++)
-            buf_puts(&sql, ", ?");
-        buf_puts(&sql, ")");
-        st = db_stmt(db, sql.data);
-        db_bind_text(st, 1, tenant);
-        db_bind_text(st, 2, batch_id);
-        for (int i = 0; i < n; i++)
-            db_bind_text(st, 3 + i, ids[i]);
-        while ((rc = db_next(st)) == ERR_OK)
-            for (int i = 0; i < n; i++)
-                if (!strcmp(db_col_text(st, 0), ids[i]))
-                    joined[i] = true;
-        rc = rc == ERR_DONE ? ERR_OK : rc;
-        db_release(db);
-    }
-    buf_cleanup(&sql);
-    return rc;
+    if (rc != ERR_OK)
+        return rc;
+    st = db_stmt(db, "INSERT INTO delivery_counts (tenant_id, integration_id, status, shard, n) "
+                     "VALUES (?, ?, ?, 0, ?) ON CONFLICT (tenant_id, integration_id, status, "
+                     "shard) DO UPDATE SET n = n + excluded.n");
+    db_bind_text(st, 1, a->tenant);
+    db_bind_text(st, 2, a->integration);
+    db_bind_text(st, 3, state);
+    db_bind_int(st, 4, n);
+    if ((rc = db_run(st)) != ERR_OK)
+        return rc;
+    st = db_stmt(db, "INSERT INTO stats_minutes (tenant_id, minute, kind, shard, n) VALUES (?, "
+                     "?, ?, 0, ?) ON CONFLICT (tenant_id, minute, kind, shard) DO UPDATE SET n = "
+                     "n + excluded.n");
+    db_bind_text(st, 1, a->tenant);
+    db_bind_int(st, 2, now / 60000);
+    db_bind_text(st, 3, state);
+    db_bind_int(st, 4, n);
+    return db_run(st);
 }
 
 enum err deliveries_batch_attempt(struct db *db, const struct batch_attempt *a, const char *state,
@@ -631,7 +661,10 @@ enum err deliveries_batch_attempt(struct db *db, const struct batch_attempt *a, 
     db_bind_text(st, i++, a->tenant);
     db_bind_text(st, i++, a->integration);
     db_bind_text(st, i, a->batch_id);
-    return db_run(st);
+    enum err rc = db_run(st);
+    if (rc == ERR_OK && state && db_kind(db) == DB_SQLITE && db_changes(st) > 0)
+        rc = batch_counts(db, a, state, now, db_changes(st));
+    return rc;
 }
 
 enum err deliveries_purge(struct db *db, const char *tenant, int64_t before, int limit, int64_t *n)

@@ -142,7 +142,8 @@ struct batch_attempt {
     const char *error; /* NULL on success */
 };
 /* Records the attempt on the members; state ("succeeded", "failed") ends them too, NULL
- * leaves them in flight for the batch's retry. */
+ * leaves them in flight for the batch's retry. The only statement that finishes batch
+ * members: on SQLite it keeps their counters itself, once per batch (migration 011). */
 enum err deliveries_batch_attempt(struct db *db, const struct batch_attempt *a, const char *state,
                                   int64_t now);
 
