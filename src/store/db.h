@@ -223,7 +223,14 @@ struct db {
     struct db_stmt *stmts[DB_STMT_BUCKETS];
     int savepoint_depth;
     struct db_stmt *active; /* statements executed since their last reset */
+    int wal_pages;          /* SQLite, with db_watch_wal: frames in the WAL after the last commit */
 };
+
+/* SQLite: this connection's commits no longer checkpoint the WAL (someone else does, on
+ * another connection: store.c's checkpointer); db_wal_pages says how many frames the WAL
+ * holds after its last commit. PostgreSQL: no-op, and 0. */
+void db_watch_wal(struct db *db);
+int db_wal_pages(const struct db *db);
 
 extern const struct db_driver db_sqlite_driver;
 extern const struct db_driver db_pg_driver;

@@ -66,6 +66,26 @@ static enum err sq_open(struct db *db, const char *url, char *errmsg, size_t err
     return ERR_OK;
 }
 
+/* Replaces SQLite's auto-checkpoint hook (wal_autocheckpoint is itself a WAL hook). */
+static int wal_hook(void *arg, sqlite3 *conn, const char *name, int pages)
+{
+    (void)conn;
+    (void)name;
+    ((struct db *)arg)->wal_pages = pages;
+    return SQLITE_OK;
+}
+
+void db_watch_wal(struct db *db)
+{
+    if (db->kind == DB_SQLITE)
+        sqlite3_wal_hook(db->conn, wal_hook, db);
+}
+
+int db_wal_pages(const struct db *db)
+{
+    return db->kind == DB_SQLITE ? db->wal_pages : 0;
+}
+
 static void sq_close(struct db *db)
 {
     sqlite3_close(db->conn);
