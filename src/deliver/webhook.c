@@ -128,6 +128,8 @@ static enum err claim_run(struct db *db, void *arg)
 {
     struct claim_job *c = arg;
     struct engine_integ *w = c->j.integ;
+    free(c->claimed); /* a batch run again (store.c) runs its jobs again */
+    c->claimed = NULL;
     return deliveries_claim(db, w->tenant, w->id, engine_config(c->j.e)->node_id, c->lease_ms,
                             c->limit, &c->claimed, &c->n, &c->next_due);
 }

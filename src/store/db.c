@@ -284,7 +284,13 @@ enum err db_notifications(struct db *db,
 enum err db_begin(struct db *db)
 {
     db->savepoint_depth = 0;
+    db->lock_victim = false;
     return db_exec(db, db->drv->begin_sql);
+}
+
+bool db_lock_victim(const struct db *db)
+{
+    return db->lock_victim;
 }
 
 enum err db_commit(struct db *db)

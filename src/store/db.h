@@ -155,6 +155,9 @@ void db_release(struct db *db);
 
 /* Transactions. db_begin takes the write lock at once on SQLite (BEGIN IMMEDIATE). */
 enum err db_begin(struct db *db);
+/* True when a statement since db_begin was chosen as a deadlock's victim or failed to
+ * serialize (PostgreSQL): the transaction must be rolled back whole and tried again. */
+bool db_lock_victim(const struct db *db);
 enum err db_commit(struct db *db);
 void db_rollback(struct db *db);
 enum err db_savepoint(struct db *db);
@@ -223,6 +226,10 @@ struct db {
     struct db_stmt *stmts[DB_STMT_BUCKETS];
     int savepoint_depth;
     struct db_stmt *active; /* statements executed since their last reset */
+    /* A statement of the current transaction lost to another (PostgreSQL: deadlock or
+     * serialization failure). Rolling back to a savepoint does not free the locks the
+     * transaction took before it, so only the whole transaction can make way. */
+    bool lock_victim;
 };
 
 extern const struct db_driver db_sqlite_driver;

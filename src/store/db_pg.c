@@ -32,6 +32,9 @@ static enum err result_error(struct db *db, PGresult *res)
         *nl = '\0';
     if (state && !strcmp(state, "23505"))
         return ERR_CONFLICT;
+    /* deadlock_detected, serialization_failure: see db_lock_victim() */
+    if (state && (!strcmp(state, "40P01") || !strcmp(state, "40001")))
+        db->lock_victim = true;
     return ERR_STORAGE;
 }
 

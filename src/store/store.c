@@ -438,37 +438,68 @@ bool store_peers(void)
     return atomic_load(&g.peers);
 }
 
+/* Runs every job of the batch inside the open transaction; returns their wake bits. */
+static unsigned run_jobs(struct db *db, struct store_job *batch)
+{
+    unsigned wake = 0;
+    struct store_job *run[256];
+    for (struct store_job *j = batch; j;) {
+        if (!j->group) {
+            wake |= run_one(db, j);
+            j = j->next;
+            continue;
+        }
+        /* A run of consecutive jobs of the same group (at most 256 per run_many). */
+        size_t n = 0;
+        const struct store_group *grp = j->group;
+        while (j && j->group == grp && n < sizeof run / sizeof *run) {
+            run[n++] = j;
+            j = j->next;
+        }
+        wake |= run_group(db, run, n);
+    }
+    return wake;
+}
+
+/* Several nodes on one PostgreSQL: a job chosen as a deadlock's victim is rolled back to
+ * its savepoint, but the rows the batch's earlier jobs locked stay locked, so the other
+ * transaction still waits for this one, and the job (or its retry alone) loses again a
+ * second later, for as long as the batch lasts. Instead the whole transaction is rolled
+ * back, which lets the other node go on, and the batch runs again after a short random
+ * pause (every run() can run again: nothing of a rolled-back run stays). */
+#define VICTIM_TRIES 6
+
 static void run_batch(struct store_job *batch)
 {
     struct db *db = g.wdb;
     unsigned wake = 0;
-    enum err rc = db_ensure(db);
-    if (rc == ERR_OK)
-        rc = db_begin(db);
-    if (rc == ERR_OK) {
-        struct store_job *run[256];
-        for (struct store_job *j = batch; j;) {
-            if (!j->group) {
-                wake |= run_one(db, j);
-                j = j->next;
-                continue;
-            }
-            /* A run of consecutive jobs of the same group (at most 256 per run_many). */
-            size_t n = 0;
-            const struct store_group *grp = j->group;
-            while (j && j->group == grp && n < sizeof run / sizeof *run) {
-                run[n++] = j;
-                j = j->next;
-            }
-            wake |= run_group(db, run, n);
+    enum err rc = ERR_OK;
+    for (int attempt = 1;; attempt++) {
+        wake = 0;
+        rc = db_ensure(db);
+        if (rc == ERR_OK)
+            rc = db_begin(db);
+        if (rc != ERR_OK) {
+            log_error("store", "cannot begin a transaction: %s", db_errmsg(db));
+            break;
+        }
+        wake = run_jobs(db, batch);
+        if (db_lock_victim(db) && attempt < VICTIM_TRIES) {
+            db_rollback(db);
+            pthread_mutex_lock(&g.lock);
+            g.stats.victim_retries++;
+            pthread_mutex_unlock(&g.lock);
+            unsigned char r;
+            crypto_random(&r, 1);
+            usleep((useconds_t)(1000 + (r % 8) * 1000 * attempt));
+            continue;
         }
         rc = db_commit(db);
         if (rc != ERR_OK) {
             log_error("store", "commit failed: %s", db_errmsg(db));
             db_rollback(db);
         }
-    } else {
-        log_error("store", "cannot begin a transaction: %s", db_errmsg(db));
+        break;
     }
     size_t n = 0;
     for (struct store_job *j = batch; j; j = j->next) {

@@ -101,6 +101,7 @@ struct store_stats {
     uint64_t commits;
     uint64_t jobs;
     uint64_t failed_commits;
+    uint64_t victim_retries; /* batches rolled back whole and run again (deadlock victims) */
 };
 void store_get_stats(struct store_stats *out);
 
