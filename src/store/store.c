@@ -143,6 +143,42 @@ fail:
     return rc;
 }
 
+enum err store_analyze_grown(struct db *db, int *n)
+{
+    *n = 0;
+    if (db_kind(db) != DB_PG)
+        return ERR_OK;
+    /* Table names come from this list, never from the database, into the SQL text. */
+    static const char *const tables[] = {"events",       "deliveries",      "delivery_attempts",
+                                         "entity_sequences", "delivery_counts", "stats_minutes"};
+    enum { NT = sizeof tables / sizeof *tables };
+    bool due[NT] = {0};
+    struct db_stmt *st = db_stmt(
+        db, "SELECT relname FROM pg_stat_user_tables WHERE schemaname = current_schema() AND "
+            "relname IN ('events', 'deliveries', 'delivery_attempts', 'entity_sequences', "
+            "'delivery_counts', 'stats_minutes') AND n_mod_since_analyze >= GREATEST(?, "
+            "0.2 * n_live_tup)");
+    db_bind_int(st, 1, STORE_ANALYZE_MIN);
+    enum err rc;
+    while ((rc = db_next(st)) == ERR_OK)
+        for (int i = 0; i < NT; i++)
+            if (!strcmp(db_col_text(st, 0), tables[i]))
+                due[i] = true;
+    db_release(db);
+    if (rc != ERR_DONE)
+        return rc;
+    rc = ERR_OK;
+    for (int i = 0; i < NT && rc == ERR_OK; i++) {
+        if (!due[i])
+            continue;
+        char sql[64];
+        snprintf(sql, sizeof sql, "ANALYZE %s", tables[i]);
+        if ((rc = db_exec(db, sql)) == ERR_OK)
+            (*n)++;
+    }
+    return rc;
+}
+
 /* --- settings: master key, admin token ------------------------------------------------ */
 
 static enum err setting_get(struct db *db, const char *key, char **out)
