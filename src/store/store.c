@@ -149,7 +149,7 @@ enum err store_analyze_grown(struct db *db, int *n)
     if (db_kind(db) != DB_PG)
         return ERR_OK;
     /* Table names come from this list, never from the database, into the SQL text. */
-    static const char *const tables[] = {"events",       "deliveries",      "delivery_attempts",
+    static const char *const tables[] = {"events",           "deliveries",      "delivery_attempts",
                                          "entity_sequences", "delivery_counts", "stats_minutes"};
     enum { NT = sizeof tables / sizeof *tables };
     bool due[NT] = {0};
