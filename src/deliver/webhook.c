@@ -134,7 +134,52 @@ static enum err claim_run(struct db *db, void *arg)
                             c->limit, &c->claimed, &c->n, &c->next_due);
 }
 
-static void start_req(struct engine *e, struct engine_integ *w, const struct claimed *c);
+static void start_req(struct engine *e, struct engine_integ *w, const struct claimed *c, char *body,
+                      enum err read);
+
+struct envelopes_ctx {
+    struct engine_integ *w;
+    const struct claimed *c;
+    int n;
+    char **bodies;
+};
+
+static enum err envelope_row(struct db_stmt *st, void *arg)
+{
+    struct envelopes_ctx *x = arg;
+    struct envelope_event ev;
+    envelope_from_row(st, 0, &ev);
+    /* n is at most max_in_flight; an event claimed twice (a redelivery) gets a body each. */
+    for (int i = 0; i < x->n; i++)
+        if (!x->bodies[i] && !strcmp(x->c[i].event_id, ev.id))
+            x->bodies[i] = envelope_build(&ev, x->w->tenant, x->w->id, x->c[i].attempt);
+    return ERR_OK;
+}
+
+/* The envelopes of n claimed deliveries, read with one statement on this thread's
+ * connection (not one round trip per delivery): bodies[i] for c[i], NULL where the event
+ * could not be read. Returns the read's result. */
+static enum err read_envelopes(struct engine_integ *w, const struct claimed *c, int n,
+                               char **bodies)
+{
+    struct db *db = store_reader();
+    if (!db)
+        return ERR_STORAGE;
+    struct db_rows r;
+    db_rows_init(&r, "tt");
+    for (int i = 0; i < n; i++) {
+        db_rows_text(&r, w->tenant);
+        db_rows_text(&r, c[i].event_id);
+    }
+    struct envelopes_ctx x = {.w = w, .c = c, .n = n, .bodies = bodies};
+    enum err rc = db_rows_run(db,
+                              "SELECT " ENVELOPE_COLS " FROM ({ROWS}) AS v JOIN events e ON "
+                              "e.tenant_id = v.column1 AND e.id = v.column2",
+                              &r, envelope_row, &x, NULL);
+    db_rows_cleanup(&r);
+    db_release(db);
+    return rc;
+}
 
 static void claim_back(struct engine *e, struct engine_job *j, enum err rc)
 {
@@ -143,9 +188,13 @@ static void claim_back(struct engine *e, struct engine_job *j, enum err rc)
     struct wh *h = w->data;
     h->claiming = false;
     h->next_due = rc == ERR_OK ? c->next_due : -1;
-    if (rc == ERR_OK && !engine_stopping(e))
+    if (rc == ERR_OK && !engine_stopping(e) && c->n > 0) {
+        char **bodies = xcalloc((size_t)c->n, sizeof *bodies);
+        enum err read = read_envelopes(w, c->claimed, c->n, bodies);
         for (int i = 0; i < c->n; i++)
-            start_req(e, w, &c->claimed[i]);
+            start_req(e, w, &c->claimed[i], bodies[i], read);
+        free(bodies);
+    }
     /* Claimed while stopping: the rows keep this node's lease, released at stop. */
     if (rc == ERR_OK && c->n > 0)
         w->wake = true; /* there may be more due */
@@ -241,9 +290,11 @@ static void req_abort(struct engine *e, struct engine_xfer *x)
     req_free((struct wh_req *)x);
 }
 
-/* Reads the event and starts its request. An event that cannot be read now is never sent
- * (not even as an empty body): its attempt is recorded as failed at once and retried. */
-static void start_req(struct engine *e, struct engine_integ *w, const struct claimed *c)
+/* Starts the request of a claimed delivery with its envelope (body, taken; read_envelopes).
+ * An event that could not be read (body NULL) is never sent (not even as an empty body):
+ * its attempt is recorded as failed at once and retried. */
+static void start_req(struct engine *e, struct engine_integ *w, const struct claimed *c, char *body,
+                      enum err read)
 {
     struct wh *h = w->data;
     struct wh_req *r = xcalloc(1, sizeof *r);
@@ -256,25 +307,13 @@ static void start_req(struct engine *e, struct engine_integ *w, const struct cla
     r->o.started_at = time_now_ms();
     r->o.retry_after = -1;
     r->start_ns = time_mono_ns();
-    struct db *db = store_reader();
-    enum err rc = ERR_STORAGE;
-    if (db) {
-        struct db_stmt *st = db_stmt(db, "SELECT " ENVELOPE_COLS " FROM events e WHERE "
-                                         "e.tenant_id = ? AND e.id = ?");
-        db_bind_text(st, 1, w->tenant);
-        db_bind_text(st, 2, c->event_id);
-        if ((rc = db_next(st)) == ERR_OK) {
-            struct envelope_event ev;
-            envelope_from_row(st, 0, &ev);
-            r->body = envelope_build(&ev, w->tenant, w->id, c->attempt);
-        }
-        db_release(db);
-    }
+    r->body = body;
     if (!r->body) {
         struct outcome_job *oj = xcalloc(1, sizeof *oj);
         oj->o = r->o;
-        oj->o.error = xasprintf("the event could not be read from the database (%s)",
-                                rc == ERR_DONE ? "no such event" : err_name(rc));
+        oj->o.error =
+            xasprintf("the event could not be read from the database (%s)",
+                      read == ERR_OK || read == ERR_DONE ? "no such event" : err_name(read));
         free(r);
         engine_submit(e, &oj->j, w, outcome_run, outcome_back);
         return;
