@@ -4,8 +4,10 @@
  * its own easy handle. The engine core (engine.c) owns the loop, the table and the inbox.
  *
  * Per integration at most max_in_flight requests are on the wire (counted across nodes by
- * the claim) and at most one claim job is under way. A claim is queued behind the outcome
- * that freed its slot, and the writer runs jobs in order, so it sees that outcome. */
+ * the claim) and at most CLAIMS_MAX claim jobs are under way, each for slots the others did
+ * not ask for. A claim is queued behind the outcome that freed its slot, and the writer runs
+ * jobs in order, so it sees that outcome: a freed slot is claimed again in the same group
+ * commit as its outcome, not one commit later behind a claim still under way. */
 #include "deliver/webhook.h"
 
 #include <curl/curl.h>
@@ -28,13 +30,15 @@
 #include "stream/integrations.h"
 
 #define BODY_KEEP 1024 /* of a consumer's answer, kept with the attempt */
+#define CLAIMS_MAX 4   /* claim jobs under way per integration */
 
 /* The engine's state of one webhook integration. */
 struct wh {
     char *url, *api_key, *api_key_header, *secret; /* secrets opened: never log them */
     int max_in_flight;
-    int inflight; /* requests on the wire */
-    bool claiming;
+    int inflight;     /* requests on the wire */
+    int claims;       /* claim jobs under way (at most CLAIMS_MAX) */
+    int asked;        /* the slots they asked for: inflight + asked <= max_in_flight */
     int64_t next_due; /* the next pending delivery's due time, -1: none known */
 };
 
@@ -186,7 +190,8 @@ static void claim_back(struct engine *e, struct engine_job *j, enum err rc)
     struct claim_job *c = (struct claim_job *)j;
     struct engine_integ *w = j->integ;
     struct wh *h = w->data;
-    h->claiming = false;
+    h->claims--;
+    h->asked -= c->limit;
     h->next_due = rc == ERR_OK ? c->next_due : -1;
     if (rc == ERR_OK && !engine_stopping(e) && c->n > 0) {
         char **bodies = xcalloc((size_t)c->n, sizeof *bodies);
@@ -206,9 +211,10 @@ static void submit_claim(struct engine *e, struct engine_integ *w)
 {
     struct wh *h = w->data;
     struct claim_job *c = xcalloc(1, sizeof *c);
-    c->limit = h->max_in_flight - h->inflight;
+    c->limit = h->max_in_flight - h->inflight - h->asked;
     c->lease_ms = engine_lease_ms(e); /* the lease outlives the request it covers */
-    h->claiming = true;
+    h->claims++;
+    h->asked += c->limit;
     w->wake = false;
     engine_submit(e, &c->j, w, claim_run, claim_back);
 }
@@ -372,7 +378,7 @@ static int64_t wh_poll(struct engine *e, struct engine_integ *w, int64_t now)
     if (!h || !h->url || w->paused || engine_stopping(e))
         return -1;
     bool due = w->wake || (h->next_due >= 0 && h->next_due <= now);
-    if (!h->claiming && h->inflight < h->max_in_flight && due)
+    if (h->claims < CLAIMS_MAX && h->inflight + h->asked < h->max_in_flight && due)
         submit_claim(e, w);
     return h->next_due;
 }
