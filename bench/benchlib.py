@@ -246,16 +246,17 @@ class Postgres:
 class Nginx:
     """nginx answering every request with 200 "ok" (delay_ms > 0: after that many ms, via
     the echo module's echo_sleep, so the receiver is latency-bound like a real ERP). With
-    log=True each request is logged with its arrival time ($msec)."""
+    log=True each request is logged with its arrival time ($msec), or with the fields of
+    log_format (nginx variables, one line per request)."""
 
-    def __init__(self, tmp, delay_ms=0, log=False):
+    def __init__(self, tmp, delay_ms=0, log=False, log_format="$msec"):
         self.tmp = os.path.join(tmp, f"nginx-{free_port()}")
         os.makedirs(self.tmp)
         self.port = free_port()
         self.access = os.path.join(self.tmp, "access.log")
         body = (f'echo_sleep {delay_ms / 1000.0:.3f}; echo "ok";' if delay_ms
                 else 'return 200 "ok";')
-        access = (f"log_format t '$msec'; access_log {self.access} t;" if log
+        access = (f"log_format t '{log_format}'; access_log {self.access} t;" if log
                   else "access_log off;")
         modules = "/usr/lib/nginx/modules/ngx_http_echo_module.so"
         with open(os.path.join(self.tmp, "nginx.conf"), "w") as f:

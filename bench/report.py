@@ -216,6 +216,11 @@ def targets(r):
               "met": None if v is None else v <= 50})
     ratio("scale-out: 3 nodes / 1 node", "scaleout.events_per_s_3_nodes",
           "scaleout.events_per_s_1_node", "scaleout.ratio_3_to_1", 2.5)
+    v = get(r, "scaleout.failover_s")
+    if v is not None:
+        t.append({"target": "scale-out: SIGKILL of a node to the first redelivery of its work",
+                  "figure": v, "unit": "s", "want": "≤ 15 (--node-timeout 10 s + 5 s)",
+                  "met": v <= 15})
     return t
 
 

@@ -17,7 +17,7 @@
 #   s3          S3 uploads against curl PUTs of the same objects
 #   alerting    alerts with 10 policies, the alert storage limit, Alertmanager
 #   backlog     BENCH_BACKLOG_EVENTS pending deliveries: RSS, restart to first delivery
-#   scaleout    1, 2, 3 nodes on one PostgreSQL to a 20 ms receiver
+#   scaleout    1, 2, 3 nodes on one PostgreSQL to a 20 ms receiver; fail-over time
 # Environment: BENCH_SECONDS (each measurement's duration, default 10), BENCH_GROWN_EVENTS
 # (default 1000000), BENCH_BACKLOG_EVENTS (default 1000000), BENCH_WEBHOOK_EVENTS (default
 # 100000), BENCH_OUT (results file; default bench/results/<UTC>.json).

@@ -45,9 +45,13 @@ void api_metrics(struct http_req *req)
                "sluice_store_commits_total{outcome=\"failed\"} %llu\n"
                "# HELP sluice_store_jobs_total Write jobs committed or failed.\n"
                "# TYPE sluice_store_jobs_total counter\n"
-               "sluice_store_jobs_total %llu\n",
+               "sluice_store_jobs_total %llu\n"
+               "# HELP sluice_store_deadlock_retries_total Group commits rolled back whole and "
+               "run again after losing a deadlock to another node.\n"
+               "# TYPE sluice_store_deadlock_retries_total counter\n"
+               "sluice_store_deadlock_retries_total %llu\n",
                (unsigned long long)s.commits, (unsigned long long)s.failed_commits,
-               (unsigned long long)s.jobs);
+               (unsigned long long)s.jobs, (unsigned long long)s.victim_retries);
     metrics_render(&b);
     http_raw(req, 200, "text/plain; version=0.0.4; charset=utf-8", b.data ? b.data : "", b.len);
     buf_cleanup(&b);

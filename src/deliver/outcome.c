@@ -48,9 +48,10 @@ enum err outcome_integration(struct db *db, const char *tenant, const char *inte
     if (ok) {
         /* The integration row is every outcome's hot spot: a success rewrites it only to
          * clear failure state, or to move last_attempt_at on by a second or more. */
-        if (h.failing_count > 0 || h.failing_since >= 0 || h.last_attempt_at < 0 ||
-            now - h.last_attempt_at >= 1000)
+        if (h.failing_count > 0 || h.failing_since >= 0 || h.last_attempt_at < 0)
             rc = integration_attempt_ok(db, tenant, integration, now);
+        else if (now - h.last_attempt_at >= 1000)
+            rc = integration_attempt_touch(db, tenant, integration, now);
         return rc;
     }
     int64_t since, count;

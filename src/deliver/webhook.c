@@ -4,8 +4,10 @@
  * its own easy handle. The engine core (engine.c) owns the loop, the table and the inbox.
  *
  * Per integration at most max_in_flight requests are on the wire (counted across nodes by
- * the claim) and at most one claim job is under way. A claim is queued behind the outcome
- * that freed its slot, and the writer runs jobs in order, so it sees that outcome. */
+ * the claim) and at most CLAIMS_MAX claim jobs are under way, each for slots the others did
+ * not ask for. A claim is queued behind the outcome that freed its slot, and the writer runs
+ * jobs in order, so it sees that outcome: a freed slot is claimed again in the same group
+ * commit as its outcome, not one commit later behind a claim still under way. */
 #include "deliver/webhook.h"
 
 #include <curl/curl.h>
@@ -28,13 +30,15 @@
 #include "stream/integrations.h"
 
 #define BODY_KEEP 1024 /* of a consumer's answer, kept with the attempt */
+#define CLAIMS_MAX 4   /* claim jobs under way per integration */
 
 /* The engine's state of one webhook integration. */
 struct wh {
     char *url, *api_key, *api_key_header, *secret; /* secrets opened: never log them */
     int max_in_flight;
-    int inflight; /* requests on the wire */
-    bool claiming;
+    int inflight;     /* requests on the wire */
+    int claims;       /* claim jobs under way (at most CLAIMS_MAX) */
+    int asked;        /* the slots they asked for: inflight + asked <= max_in_flight */
     int64_t next_due; /* the next pending delivery's due time, -1: none known */
 };
 
@@ -128,22 +132,74 @@ static enum err claim_run(struct db *db, void *arg)
 {
     struct claim_job *c = arg;
     struct engine_integ *w = c->j.integ;
+    free(c->claimed); /* a batch run again (store.c) runs its jobs again */
+    c->claimed = NULL;
     return deliveries_claim(db, w->tenant, w->id, engine_config(c->j.e)->node_id, c->lease_ms,
                             c->limit, &c->claimed, &c->n, &c->next_due);
 }
 
-static void start_req(struct engine *e, struct engine_integ *w, const struct claimed *c);
+static void start_req(struct engine *e, struct engine_integ *w, const struct claimed *c, char *body,
+                      enum err read);
+
+struct envelopes_ctx {
+    struct engine_integ *w;
+    const struct claimed *c;
+    int n;
+    char **bodies;
+};
+
+static enum err envelope_row(struct db_stmt *st, void *arg)
+{
+    struct envelopes_ctx *x = arg;
+    struct envelope_event ev;
+    envelope_from_row(st, 0, &ev);
+    /* n is at most max_in_flight; an event claimed twice (a redelivery) gets a body each. */
+    for (int i = 0; i < x->n; i++)
+        if (!x->bodies[i] && !strcmp(x->c[i].event_id, ev.id))
+            x->bodies[i] = envelope_build(&ev, x->w->tenant, x->w->id, x->c[i].attempt);
+    return ERR_OK;
+}
+
+/* The envelopes of n claimed deliveries, read with one statement on this thread's
+ * connection (not one round trip per delivery): bodies[i] for c[i], NULL where the event
+ * could not be read. Returns the read's result. */
+static enum err read_envelopes(struct engine_integ *w, const struct claimed *c, int n,
+                               char **bodies)
+{
+    struct db *db = store_reader();
+    if (!db)
+        return ERR_STORAGE;
+    struct db_rows r;
+    db_rows_init(&r, "tt");
+    for (int i = 0; i < n; i++) {
+        db_rows_text(&r, w->tenant);
+        db_rows_text(&r, c[i].event_id);
+    }
+    struct envelopes_ctx x = {.w = w, .c = c, .n = n, .bodies = bodies};
+    enum err rc = db_rows_run(db,
+                              "SELECT " ENVELOPE_COLS " FROM ({ROWS}) AS v JOIN events e ON "
+                              "e.tenant_id = v.column1 AND e.id = v.column2",
+                              &r, envelope_row, &x, NULL);
+    db_rows_cleanup(&r);
+    db_release(db);
+    return rc;
+}
 
 static void claim_back(struct engine *e, struct engine_job *j, enum err rc)
 {
     struct claim_job *c = (struct claim_job *)j;
     struct engine_integ *w = j->integ;
     struct wh *h = w->data;
-    h->claiming = false;
+    h->claims--;
+    h->asked -= c->limit;
     h->next_due = rc == ERR_OK ? c->next_due : -1;
-    if (rc == ERR_OK && !engine_stopping(e))
+    if (rc == ERR_OK && !engine_stopping(e) && c->n > 0) {
+        char **bodies = xcalloc((size_t)c->n, sizeof *bodies);
+        enum err read = read_envelopes(w, c->claimed, c->n, bodies);
         for (int i = 0; i < c->n; i++)
-            start_req(e, w, &c->claimed[i]);
+            start_req(e, w, &c->claimed[i], bodies[i], read);
+        free(bodies);
+    }
     /* Claimed while stopping: the rows keep this node's lease, released at stop. */
     if (rc == ERR_OK && c->n > 0)
         w->wake = true; /* there may be more due */
@@ -155,9 +211,10 @@ static void submit_claim(struct engine *e, struct engine_integ *w)
 {
     struct wh *h = w->data;
     struct claim_job *c = xcalloc(1, sizeof *c);
-    c->limit = h->max_in_flight - h->inflight;
+    c->limit = h->max_in_flight - h->inflight - h->asked;
     c->lease_ms = engine_lease_ms(e); /* the lease outlives the request it covers */
-    h->claiming = true;
+    h->claims++;
+    h->asked += c->limit;
     w->wake = false;
     engine_submit(e, &c->j, w, claim_run, claim_back);
 }
@@ -239,9 +296,11 @@ static void req_abort(struct engine *e, struct engine_xfer *x)
     req_free((struct wh_req *)x);
 }
 
-/* Reads the event and starts its request. An event that cannot be read now is never sent
- * (not even as an empty body): its attempt is recorded as failed at once and retried. */
-static void start_req(struct engine *e, struct engine_integ *w, const struct claimed *c)
+/* Starts the request of a claimed delivery with its envelope (body, taken; read_envelopes).
+ * An event that could not be read (body NULL) is never sent (not even as an empty body):
+ * its attempt is recorded as failed at once and retried. */
+static void start_req(struct engine *e, struct engine_integ *w, const struct claimed *c, char *body,
+                      enum err read)
 {
     struct wh *h = w->data;
     struct wh_req *r = xcalloc(1, sizeof *r);
@@ -254,25 +313,13 @@ static void start_req(struct engine *e, struct engine_integ *w, const struct cla
     r->o.started_at = time_now_ms();
     r->o.retry_after = -1;
     r->start_ns = time_mono_ns();
-    struct db *db = store_reader();
-    enum err rc = ERR_STORAGE;
-    if (db) {
-        struct db_stmt *st = db_stmt(db, "SELECT " ENVELOPE_COLS " FROM events e WHERE "
-                                         "e.tenant_id = ? AND e.id = ?");
-        db_bind_text(st, 1, w->tenant);
-        db_bind_text(st, 2, c->event_id);
-        if ((rc = db_next(st)) == ERR_OK) {
-            struct envelope_event ev;
-            envelope_from_row(st, 0, &ev);
-            r->body = envelope_build(&ev, w->tenant, w->id, c->attempt);
-        }
-        db_release(db);
-    }
+    r->body = body;
     if (!r->body) {
         struct outcome_job *oj = xcalloc(1, sizeof *oj);
         oj->o = r->o;
-        oj->o.error = xasprintf("the event could not be read from the database (%s)",
-                                rc == ERR_DONE ? "no such event" : err_name(rc));
+        oj->o.error =
+            xasprintf("the event could not be read from the database (%s)",
+                      read == ERR_OK || read == ERR_DONE ? "no such event" : err_name(read));
         free(r);
         engine_submit(e, &oj->j, w, outcome_run, outcome_back);
         return;
@@ -331,7 +378,7 @@ static int64_t wh_poll(struct engine *e, struct engine_integ *w, int64_t now)
     if (!h || !h->url || w->paused || engine_stopping(e))
         return -1;
     bool due = w->wake || (h->next_due >= 0 && h->next_due <= now);
-    if (!h->claiming && h->inflight < h->max_in_flight && due)
+    if (h->claims < CLAIMS_MAX && h->inflight + h->asked < h->max_in_flight && due)
         submit_claim(e, w);
     return h->next_due;
 }

@@ -30,6 +30,8 @@ static struct {
 #define LAG_CHECK_EVERY 20 /* ticks (5 s): the check scans unfinished rows */
 #define LAG_MAX 100        /* lag episodes started or ended per check */
 
+#define ANALYZE_EVERY 8 /* ticks (2 s): PostgreSQL statistics of fast-growing tables */
+
 #define PURGE_EVERY 8 /* ticks (2 s) */
 #define PURGE_LIMIT 5000
 
@@ -128,6 +130,17 @@ static void *scheduler_main(void *arg)
             store_reader_release();
             if (rc != ERR_OK)
                 log_warn("scheduler", "lag check: %s", err_name(rc));
+        }
+        if (ticks % ANALYZE_EVERY == ANALYZE_EVERY / 2 && store_kind() == DB_PG) {
+            struct db *rdb = store_reader();
+            int analyzed = 0;
+            enum err arc = rdb ? store_analyze_grown(rdb, &analyzed) : ERR_STORAGE;
+            store_reader_release();
+            if (arc != ERR_OK)
+                log_warn("scheduler", "statistics: %s", rdb ? db_errmsg(rdb) : err_name(arc));
+            else if (analyzed)
+                log_debug("scheduler", "statistics of %d grown table(s) brought up to date",
+                          analyzed);
         }
         rc = store_write(tick_run, &t, 0);
         if (rc == ERR_OK && t.released)

@@ -262,6 +262,11 @@ bool db_broken(struct db *db)
     return db->drv->broken(db);
 }
 
+bool db_txn_aborted(struct db *db)
+{
+    return db->drv->aborted && db->drv->aborted(db);
+}
+
 enum err db_ensure(struct db *db)
 {
     if (!db->drv->broken(db))
@@ -284,7 +289,13 @@ enum err db_notifications(struct db *db,
 enum err db_begin(struct db *db)
 {
     db->savepoint_depth = 0;
+    db->lock_victim = false;
     return db_exec(db, db->drv->begin_sql);
+}
+
+bool db_lock_victim(const struct db *db)
+{
+    return db->lock_victim;
 }
 
 enum err db_commit(struct db *db)

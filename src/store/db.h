@@ -138,6 +138,9 @@ enum err db_rows_run(struct db *db, const char *sql, const struct db_rows *r,
 const char *db_errmsg(struct db *db);
 /* True when the connection is unusable (PostgreSQL server gone). */
 bool db_broken(struct db *db);
+/* True when the open transaction can only be rolled back (PostgreSQL: a statement of it
+ * failed; its COMMIT would roll it back). */
+bool db_txn_aborted(struct db *db);
 /* Reconnects a broken connection (dropping cached statements); ERR_OK when usable. */
 enum err db_ensure(struct db *db);
 
@@ -155,6 +158,9 @@ void db_release(struct db *db);
 
 /* Transactions. db_begin takes the write lock at once on SQLite (BEGIN IMMEDIATE). */
 enum err db_begin(struct db *db);
+/* True when a statement since db_begin was chosen as a deadlock's victim or failed to
+ * serialize (PostgreSQL): the transaction must be rolled back whole and tried again. */
+bool db_lock_victim(const struct db *db);
 enum err db_commit(struct db *db);
 void db_rollback(struct db *db);
 enum err db_savepoint(struct db *db);
@@ -175,6 +181,7 @@ struct db_driver {
     bool (*col_null)(struct db_stmt *st, int i);
     int64_t (*changes)(struct db_stmt *st);
     bool (*broken)(struct db *db);
+    bool (*aborted)(struct db *db); /* NULL: a failed statement never aborts the transaction */
     enum err (*reconnect)(struct db *db);
     int (*socket)(struct db *db); /* NULL: no notifications */
     enum err (*notifications)(struct db *db,
@@ -224,6 +231,10 @@ struct db {
     int savepoint_depth;
     struct db_stmt *active; /* statements executed since their last reset */
     int wal_pages;          /* SQLite, with db_watch_wal: frames in the WAL after the last commit */
+    /* A statement of the current transaction lost to another (PostgreSQL: deadlock or
+     * serialization failure). Rolling back to a savepoint does not free the locks the
+     * transaction took before it, so only the whole transaction can make way. */
+    bool lock_victim;
 };
 
 /* SQLite: this connection's commits no longer checkpoint the WAL (someone else does, on

@@ -32,6 +32,9 @@ static enum err result_error(struct db *db, PGresult *res)
         *nl = '\0';
     if (state && !strcmp(state, "23505"))
         return ERR_CONFLICT;
+    /* deadlock_detected, serialization_failure: see db_lock_victim() */
+    if (state && (!strcmp(state, "40P01") || !strcmp(state, "40001")))
+        db->lock_victim = true;
     return ERR_STORAGE;
 }
 
@@ -72,8 +75,14 @@ static enum err pg_exec(struct db *db, const char *sql)
     PGresult *res = PQexec(pc->conn, sql);
     ExecStatusType s = PQresultStatus(res);
     enum err rc = ERR_OK;
-    if (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK)
+    if (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK) {
         rc = result_error(db, res);
+    } else if (!strcmp(sql, "COMMIT") && !strcmp(PQcmdStatus(res), "ROLLBACK")) {
+        /* A COMMIT of a transaction an earlier error aborted rolls it back "successfully". */
+        snprintf(db->errmsg, sizeof db->errmsg,
+                 "postgres: the transaction was aborted by an earlier error; nothing committed");
+        rc = ERR_STORAGE;
+    }
     PQclear(res);
     return rc;
 }
@@ -205,6 +214,12 @@ static bool pg_broken(struct db *db)
     return PQstatus(pc->conn) != CONNECTION_OK;
 }
 
+static bool pg_aborted(struct db *db)
+{
+    struct pg_conn *pc = db->conn;
+    return PQtransactionStatus(pc->conn) == PQTRANS_INERROR;
+}
+
 static enum err pg_reconnect(struct db *db)
 {
     struct pg_conn *pc = db->conn;
@@ -255,6 +270,7 @@ const struct db_driver db_pg_driver = {
     .col_null = pg_col_null,
     .changes = pg_changes,
     .broken = pg_broken,
+    .aborted = pg_aborted,
     .reconnect = pg_reconnect,
     .socket = pg_socket,
     .notifications = pg_notifications,

@@ -157,6 +157,42 @@ fail:
     return rc;
 }
 
+enum err store_analyze_grown(struct db *db, int *n)
+{
+    *n = 0;
+    if (db_kind(db) != DB_PG)
+        return ERR_OK;
+    /* Table names come from this list, never from the database, into the SQL text. */
+    static const char *const tables[] = {"events",           "deliveries",      "delivery_attempts",
+                                         "entity_sequences", "delivery_counts", "stats_minutes"};
+    enum { NT = sizeof tables / sizeof *tables };
+    bool due[NT] = {0};
+    struct db_stmt *st = db_stmt(
+        db, "SELECT relname FROM pg_stat_user_tables WHERE schemaname = current_schema() AND "
+            "relname IN ('events', 'deliveries', 'delivery_attempts', 'entity_sequences', "
+            "'delivery_counts', 'stats_minutes') AND n_mod_since_analyze >= GREATEST(?, "
+            "0.2 * n_live_tup)");
+    db_bind_int(st, 1, STORE_ANALYZE_MIN);
+    enum err rc;
+    while ((rc = db_next(st)) == ERR_OK)
+        for (int i = 0; i < NT; i++)
+            if (!strcmp(db_col_text(st, 0), tables[i]))
+                due[i] = true;
+    db_release(db);
+    if (rc != ERR_DONE)
+        return rc;
+    rc = ERR_OK;
+    for (int i = 0; i < NT && rc == ERR_OK; i++) {
+        if (!due[i])
+            continue;
+        char sql[64];
+        snprintf(sql, sizeof sql, "ANALYZE %s", tables[i]);
+        if ((rc = db_exec(db, sql)) == ERR_OK)
+            (*n)++;
+    }
+    return rc;
+}
+
 /* --- settings: master key, admin token ------------------------------------------------ */
 
 static enum err setting_get(struct db *db, const char *key, char **out)
@@ -501,44 +537,68 @@ static struct store_job *run_units(struct db *db, struct store_job *batch, bool 
     return NULL;
 }
 
+/* Several nodes on one PostgreSQL: a job chosen as a deadlock's victim is rolled back to
+ * its savepoint, but the rows the batch's earlier jobs locked stay locked, so the other
+ * transaction still waits for this one, and the job (or its retry alone) loses again a
+ * second later, for as long as the batch lasts. Instead the whole transaction is rolled
+ * back, which lets the other node go on, and the batch runs again after a short random
+ * pause (every run() can run again: nothing of a rolled-back run stays). */
+#define VICTIM_TRIES 6
+
 static void run_batch(struct store_job *batch)
 {
     struct db *db = g.wdb;
     unsigned wake = 0;
-    bool nothing = false; /* the batch's one job failed: nothing to commit */
-    enum err rc = db_ensure(db);
-    if (rc == ERR_OK)
-        rc = db_begin(db);
-    if (rc == ERR_OK) {
+    enum err rc = ERR_OK;
+    for (int attempt = 1;; attempt++) {
+        wake = 0;
+        rc = db_ensure(db);
+        if (rc == ERR_OK)
+            rc = db_begin(db);
+        if (rc != ERR_OK) {
+            log_error("store", "cannot begin a transaction: %s", db_errmsg(db));
+            break;
+        }
         /* First without savepoints: a savepoint is not free (SQLite copies every page the
          * statements under it touch into a sub-journal file, made and deleted per
          * savepoint; PostgreSQL takes two more round trips), and jobs rarely fail. */
         struct store_job *failed = run_units(db, batch, false, NULL, &wake);
-        if (failed) {
+        if (!failed && db_txn_aborted(db))
+            failed = batch; /* a job went on past a failed statement: find it, unit by unit */
+        if (failed && (!db_lock_victim(db) || attempt >= VICTIM_TRIES)) {
             /* A unit failed: undo the pass and run the jobs again, each unit under its own
              * savepoint and the one that failed job by job, so only what fails fails
              * (every job may run again: nothing of a rolled-back run stays). */
             wake = 0;
             db_rollback(db);
-            if (!batch->next && !batch->group) {
-                nothing = true;
-            } else {
-                rc = db_begin(db);
-                if (rc == ERR_OK)
-                    run_units(db, batch, true, failed, &wake);
+            if (!batch->next && !batch->group) { /* nothing to commit */
+                if (batch->rc == ERR_OK)         /* it went on past a failed statement */
+                    batch->rc = ERR_STORAGE;
+                break; /* else its own error stands */
             }
+            rc = db_begin(db);
+            if (rc != ERR_OK) {
+                log_error("store", "cannot begin a transaction: %s", db_errmsg(db));
+                break;
+            }
+            run_units(db, batch, true, failed, &wake);
         }
-    }
-    if (rc == ERR_OK && nothing) {
-        /* the job's own error stands; the transaction is already rolled back */
-    } else if (rc == ERR_OK) {
+        if (db_lock_victim(db) && attempt < VICTIM_TRIES) {
+            db_rollback(db);
+            pthread_mutex_lock(&g.lock);
+            g.stats.victim_retries++;
+            pthread_mutex_unlock(&g.lock);
+            unsigned char r;
+            crypto_random(&r, 1);
+            usleep((useconds_t)(1000 + (r % 8) * 1000 * attempt));
+            continue;
+        }
         rc = db_commit(db);
         if (rc != ERR_OK) {
             log_error("store", "commit failed: %s", db_errmsg(db));
             db_rollback(db);
         }
-    } else {
-        log_error("store", "cannot begin a transaction: %s", db_errmsg(db));
+        break;
     }
     size_t n = 0;
     for (struct store_job *j = batch; j; j = j->next) {

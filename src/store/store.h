@@ -104,6 +104,7 @@ struct store_stats {
     uint64_t commits;
     uint64_t jobs;
     uint64_t failed_commits;
+    uint64_t victim_retries; /* batches rolled back whole and run again (deadlock victims) */
 };
 void store_get_stats(struct store_stats *out);
 
@@ -112,6 +113,16 @@ void store_get_stats(struct store_stats *out);
 /* Every tenant id, in order, into a new array *ids (free() it) of *n entries. Any thread,
  * on its own connection. */
 enum err store_tenant_ids(struct db *db, char (**ids)[TENANT_ID_MAX], size_t *n);
+
+/* PostgreSQL: brings the planner's statistics of the tables that grow with the load
+ * (events, deliveries, attempts, ...) up to date when they changed by more than a fifth
+ * since the last ANALYZE (and at least STORE_ANALYZE_MIN rows). Autovacuum looks only once a
+ * minute: a database that fills from empty is planned as if it were empty until then (every
+ * equality guessed at 0.5 %, the claim walking the whole backlog through the wrong index).
+ * *n gets the tables analyzed. Any thread, on its own connection, outside a transaction.
+ * SQLite: nothing. */
+#define STORE_ANALYZE_MIN 1000
+enum err store_analyze_grown(struct db *db, int *n);
 
 /* Applies pending migrations on db (exported for tests and the CLI). */
 enum err store_migrate(struct db *db, char *errmsg, size_t errlen);

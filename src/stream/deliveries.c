@@ -161,6 +161,7 @@ enum err deliveries_claim(struct db *db, const char *tenant, const char *integra
     *n = 0;
     *next_due = -1;
     int64_t now = time_now_ms();
+    const int asked = limit;
     /* Lock the integration row (PostgreSQL) so concurrent nodes count in-flight rows one at
      * a time; read its state and concurrency limit. */
     struct db_stmt *st =
@@ -222,8 +223,13 @@ enum err deliveries_claim(struct db *db, const char *tenant, const char *integra
         db_release(db);
         *out = c;
     }
-    st = db_stmt(db, "SELECT MIN(next_attempt_at) FROM deliveries WHERE tenant_id = ? AND "
-                     "integration_id = ? AND state = 'pending'");
+    /* Every slot the caller asked for was filled: more may be due, and it claims again as
+     * soon as one of them frees, so the next due time is not needed now (-1). */
+    if (asked > 0 && *n == asked)
+        return ERR_OK;
+    /* The first entry of the queue index (deliveries_queue): no scan of the backlog. */
+    st = db_stmt(db, "SELECT next_attempt_at FROM deliveries WHERE tenant_id = ? AND "
+                     "integration_id = ? AND state = 'pending' ORDER BY next_attempt_at LIMIT 1");
     db_bind_text(st, 1, tenant);
     db_bind_text(st, 2, integration);
     rc = db_next(st);

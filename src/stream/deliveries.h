@@ -48,7 +48,7 @@ struct claimed {
 /* Claims up to `limit` due pending deliveries of one integration for node with a lease of
  * lease_ms, respecting the integration's max_in_flight across nodes (nothing while it is
  * paused). Returns them in *out (malloc'd, caller frees) and the next due time of what
- * remains in *next_due (-1: none). */
+ * remains in *next_due (-1: none, or not looked up because all `limit` were claimed). */
 enum err deliveries_claim(struct db *db, const char *tenant, const char *integration,
                           const char *node, int64_t lease_ms, int limit, struct claimed **out,
                           int *n, int64_t *next_due);

@@ -499,6 +499,22 @@ enum err integration_attempt_ok(struct db *db, const char *tenant, const char *i
     return db_run(st);
 }
 
+enum err integration_attempt_touch(struct db *db, const char *tenant, const char *id, int64_t now)
+{
+    assert(store_is_writer());
+    struct db_stmt *st =
+        db_kind(db) == DB_PG
+            ? db_stmt(db, "UPDATE integrations SET last_attempt_at = ? WHERE (tenant_id, id) IN "
+                          "(SELECT tenant_id, id FROM integrations WHERE tenant_id = ? AND id = ? "
+                          "FOR UPDATE SKIP LOCKED)")
+            : db_stmt(db, "UPDATE integrations SET last_attempt_at = ? WHERE tenant_id = ? AND "
+                          "id = ?");
+    db_bind_int(st, 1, now);
+    db_bind_text(st, 2, tenant);
+    db_bind_text(st, 3, id);
+    return db_run(st);
+}
+
 enum err integration_attempt_failed(struct db *db, const char *tenant, const char *id,
                                     int64_t started_at, int64_t now, int64_t *since, int64_t *count)
 {

@@ -80,6 +80,10 @@ enum err integration_health_load(struct db *db, const char *tenant, const char *
                                  struct integration_health *out);
 /* An attempt succeeded at now: the failure counters are cleared. Writer. */
 enum err integration_attempt_ok(struct db *db, const char *tenant, const char *id, int64_t now);
+/* Moves last_attempt_at on, nothing else; on PostgreSQL not at all while another node's
+ * transaction holds the row (its own outcome or claim: the next success does it), so the
+ * hot row of a busy integration is never waited for nor a deadlock's link. */
+enum err integration_attempt_touch(struct db *db, const char *tenant, const char *id, int64_t now);
 /* An attempt that started at started_at failed: counted (failing_since is the first failed
  * attempt's start since the last success); *since and *count get the new values. Writer. */
 enum err integration_attempt_failed(struct db *db, const char *tenant, const char *id,
