@@ -451,6 +451,8 @@ static enum err claim_run(struct db *db, void *arg)
     db_bind_int(st, 4, now);
     db_bind_int(st, 5, now);
     enum err rc;
+    for (int i = 0; i < c->n; i++) /* a batch run again (store.c) runs its jobs again */
+        mail_cleanup(&c->mails[i]);
     c->n = 0;
     while ((rc = db_next(st)) == ERR_OK && c->n < CLAIM_BATCH) {
         struct mail *m = &c->mails[c->n++];
