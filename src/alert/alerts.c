@@ -14,6 +14,7 @@
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/timeutil.h"
+#include "store/store.h"
 #include "stream/catalog.h"
 
 static struct metric m_recorded = {.name = "sluice_alerts_recorded_total",
@@ -90,8 +91,8 @@ enum err alerts_record_batch(struct db *db, const char *tenant, const struct ale
     if (rc == ERR_OK)
         rc = issues_on_alerts(db, tenant, (const char(*)[ID_MAX])ids, a, n, now, &matched);
     if (rc == ERR_OK) {
-        metric_add(&m_recorded, (int64_t)n);
-        metric_add(&m_matched, (int64_t)matched);
+        store_count(&m_recorded, (int64_t)n); /* once committed */
+        store_count(&m_matched, (int64_t)matched);
     }
     return rc;
 }

@@ -356,7 +356,7 @@ static enum err apply_group(struct db *db, const char *tenant, struct batch_grou
                         id, &opened);
         if (rc != ERR_OK || opened) {
             if (opened)
-                metric_add(&m_opened, 1);
+                store_count(&m_opened, 1); /* once committed */
             break;
         }
         rc = ERR_CONFLICT; /* lost a race with another node: read its issue */
@@ -612,7 +612,7 @@ enum err issue_close(struct db *db, const char *tenant, const char *id, const ch
             rc = notify_rule(db, tenant, r, id, "closed", now);
     }
     if (rc == ERR_OK)
-        metric_add(closed_metric(reason), 1);
+        store_count(closed_metric(reason), 1); /* once committed */
     return rc;
 }
 

@@ -7,6 +7,7 @@
  * inside its transaction and rebuilds when any node changed a policy or channel. */
 #include "alert/policies.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,7 @@
 #include "alert/channels.h"
 #include "core/timeutil.h"
 #include "core/xalloc.h"
+#include "store/store.h"
 #include "stream/catalog.h"
 
 #define POLICY_MAX_EVENTS 200
@@ -508,6 +510,7 @@ struct policy_index {
     char tenant[72];
     char *tenant_name;
     int64_t version;
+    uint64_t txn; /* the writer's transaction it was loaded in (store_txn) */
     int nrules, cap;
     struct policy_rule *rules;
     bool *enabled;
@@ -677,8 +680,24 @@ static enum err index_load(struct db *db, struct policy_index *ix)
     return rc == ERR_DONE ? ERR_OK : rc;
 }
 
+/* The writer rolled back (store_on_rollback): an index loaded in that transaction may hold
+ * an alert version it wrote, which is undone and may come back with other content (another
+ * node's change): load it again on next use. */
+static void index_rolled_back(void)
+{
+    for (struct policy_index *ix = g_index; ix; ix = ix->next)
+        if (ix->txn == store_txn())
+            ix->version = -1;
+}
+
 enum err policy_index_get(struct db *db, const char *tenant, struct policy_index **out)
 {
+    assert(store_is_writer());
+    static bool hooked;
+    if (!hooked) {
+        store_on_rollback(index_rolled_back);
+        hooked = true;
+    }
     struct db_stmt *st = db_stmt(db, "SELECT alert_version FROM tenants WHERE id = ?");
     db_bind_text(st, 1, tenant);
     enum err rc = db_next(st);
@@ -701,6 +720,7 @@ enum err policy_index_get(struct db *db, const char *tenant, struct policy_index
             return rc;
         }
         ix->version = version;
+        ix->txn = store_txn();
     }
     *out = ix;
     return ERR_OK;

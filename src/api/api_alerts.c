@@ -365,6 +365,9 @@ static void resolve_ctx_free(void *p)
 static enum err resolve_run(struct db *db, void *arg)
 {
     struct resolve_ctx *c = arg;
+    /* A batch run again (store.c) runs its jobs again: drop a rolled-back run's answer. */
+    json_decref(c->answer);
+    c->answer = NULL;
     enum err rc = alert_resolve(db, c->tenant, c->id);
     if (rc != ERR_OK)
         return rc;
@@ -436,6 +439,9 @@ static void task_ctx_free(void *p)
 static enum err task_write_run(struct db *db, void *arg)
 {
     struct task_ctx *c = arg;
+    /* A batch run again (store.c) runs its jobs again: drop a rolled-back run's answer. */
+    json_decref(c->answer);
+    c->answer = NULL;
     int64_t now = time_now_ms();
     enum err rc;
     if (c->create) {

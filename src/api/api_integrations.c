@@ -50,6 +50,10 @@ static void integ_ctx_free(void *p)
 static enum err integ_create_run(struct db *db, void *arg)
 {
     struct integ_ctx *c = arg;
+    /* A batch run again (store.c) runs its jobs again: drop a rolled-back run's answer. */
+    json_decref(c->answer);
+    c->answer = NULL;
+    c->backfilled = 0;
     enum err rc = integration_insert(db, &c->in);
     if (rc == ERR_OK)
         rc = integration_log(db, c->in.tenant, c->in.id, "started", "created", c->actor);
@@ -68,6 +72,9 @@ static enum err integ_create_run(struct db *db, void *arg)
 static enum err integ_patch_run(struct db *db, void *arg)
 {
     struct integ_ctx *c = arg;
+    /* A batch run again (store.c) runs its jobs again: drop a rolled-back run's answer. */
+    json_decref(c->answer);
+    c->answer = NULL;
     enum err rc = integration_update(db, &c->in);
     if (rc == ERR_OK) {
         struct integration fresh;

@@ -34,6 +34,9 @@ static void pol_ctx_free(void *arg)
 static enum err pol_write_run(struct db *db, void *arg)
 {
     struct pol_ctx *c = arg;
+    /* A batch run again (store.c) runs its jobs again: drop a rolled-back run's answer. */
+    json_decref(c->answer);
+    c->answer = NULL;
     enum err rc = policy_store(db, &c->p, c->update);
     if (rc == ERR_OK && !(c->answer = policy_to_json(db, &c->p)))
         rc = ERR_STORAGE;
@@ -499,6 +502,9 @@ static void act_ctx_free(void *arg)
 static enum err act_run(struct db *db, void *arg)
 {
     struct act_ctx *c = arg;
+    /* A batch run again (store.c) runs its jobs again: drop a rolled-back run's answer. */
+    json_decref(c->answer);
+    c->answer = NULL;
     int64_t now = time_now_ms();
     enum err rc;
     switch (c->act) {

@@ -550,7 +550,7 @@ static enum err outcome_run(struct db *db, void *arg)
     }
     free(detail);
     if (rc == ERR_OK)
-        metric_add(o->sent ? &m_sent : !strcmp(state, "failed") ? &m_failed : &m_retry, 1);
+        store_count(o->sent ? &m_sent : !strcmp(state, "failed") ? &m_failed : &m_retry, 1);
     return rc;
 }
 

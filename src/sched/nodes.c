@@ -295,6 +295,9 @@ static enum err register_run(struct db *db, void *arg)
 {
     struct reg *r = arg;
     enum err rc;
+    r->refused[0] = '\0'; /* a batch run again (store.c) runs this again */
+    r->took_over = false;
+    r->silent = 0;
     if (db_kind(db) == DB_SQLITE && (rc = sqlite_check(db, r)) != ERR_OK)
         return rc;
 #define SQL(now) "SELECT " now " - n.last_seen FROM nodes n WHERE n.id = ? AND " ALIVE(now)

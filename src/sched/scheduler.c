@@ -78,6 +78,8 @@ static enum err purge(struct db *db, struct tick *t)
 static enum err tick_run(struct db *db, void *arg)
 {
     struct tick *t = arg;
+    /* A batch run again (store.c) runs this again: purge() adds to these. */
+    t->purged_deliveries = t->purged_events = t->purged_alerts = t->purged_tasks = 0;
     enum err rc = deliveries_release_leases(db, NULL, false, &t->released);
     if (rc == ERR_OK)
         rc = integrations_stop_ended(db, &t->stopped);

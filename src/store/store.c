@@ -22,6 +22,7 @@
 #include "core/crypto.h"
 #include "core/embed.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "core/timeutil.h"
 #include "core/xalloc.h"
 
@@ -51,6 +52,9 @@ static struct {
     bool ckpt_running;
     bool ckpt_due; /* commits since the last checkpoint */
     pthread_cond_t ckpt_cond;
+    uint64_t txn;                    /* the writer's transactions begun */
+    void (*rollback_hooks[4])(void); /* store_on_rollback */
+    int nrollback_hooks;
 } g = {.lock = PTHREAD_MUTEX_INITIALIZER,
        .cond = PTHREAD_COND_INITIALIZER,
        .ckpt_cond = PTHREAD_COND_INITIALIZER};
@@ -412,6 +416,64 @@ void store_wake(unsigned bits)
         *t_wake |= bits;
 }
 
+/* Counts of the transaction's jobs (store_count), applied after its commit. Writer only. */
+static struct {
+    struct metric *m;
+    int64_t n;
+} * t_counts;
+static size_t t_ncounts, t_capcounts;
+
+void store_count(struct metric *m, int64_t n)
+{
+    assert(store_is_writer());
+    if (!t_wake) { /* outside a job */
+        metric_add(m, n);
+        return;
+    }
+    if (t_ncounts == t_capcounts) {
+        t_capcounts = t_capcounts ? 2 * t_capcounts : 64;
+        t_counts = xrealloc(t_counts, t_capcounts * sizeof *t_counts);
+    }
+    t_counts[t_ncounts].m = m;
+    t_counts[t_ncounts++].n = n;
+}
+
+uint64_t store_txn(void)
+{
+    return g.txn;
+}
+
+void store_on_rollback(void (*fn)(void))
+{
+    pthread_mutex_lock(&g.lock);
+    assert(g.nrollback_hooks < (int)(sizeof g.rollback_hooks / sizeof *g.rollback_hooks));
+    if (g.nrollback_hooks < (int)(sizeof g.rollback_hooks / sizeof *g.rollback_hooks))
+        g.rollback_hooks[g.nrollback_hooks++] = fn;
+    pthread_mutex_unlock(&g.lock);
+}
+
+/* After a rollback of the transaction (counts: 0) or of a unit's savepoint (counts: what
+ * stood before the unit): drops the rolled-back counts and tells the caches. */
+static void rolled_back(size_t counts)
+{
+    t_ncounts = counts;
+    pthread_mutex_lock(&g.lock);
+    int n = g.nrollback_hooks;
+    void (*hooks[4])(void);
+    memcpy(hooks, g.rollback_hooks, sizeof hooks);
+    pthread_mutex_unlock(&g.lock);
+    for (int i = 0; i < n; i++)
+        hooks[i]();
+}
+
+/* BEGIN on the writer's connection: a new transaction number, no counts. */
+static enum err writer_begin(struct db *db)
+{
+    g.txn++;
+    t_ncounts = 0;
+    return db_begin(db);
+}
+
 /* Runs one job alone under its own savepoint; returns its wake bits if it succeeded. */
 static unsigned run_one(struct db *db, struct store_job *j)
 {
@@ -420,14 +482,15 @@ static unsigned run_one(struct db *db, struct store_job *j)
         return 0;
     }
     unsigned wake = 0;
+    size_t counts = t_ncounts;
     t_wake = &wake;
     j->rc = j->run(db, j->arg);
     t_wake = NULL;
-    if (j->rc == ERR_OK) {
-        if (db_release_savepoint(db) != ERR_OK)
-            j->rc = ERR_STORAGE;
-    } else {
+    if (j->rc == ERR_OK && db_release_savepoint(db) != ERR_OK)
+        j->rc = ERR_STORAGE; /* (then the transaction is broken: rolled back whole) */
+    else if (j->rc != ERR_OK) {
         db_rollback_savepoint(db);
+        rolled_back(counts);
     }
     return j->rc == ERR_OK ? wake : 0;
 }
@@ -439,6 +502,7 @@ static unsigned run_group(struct db *db, struct store_job **jobs, size_t n)
     const struct store_group *grp = jobs[0]->group;
     if (n > 1 && db_savepoint(db) == ERR_OK) {
         unsigned wake = 0;
+        size_t counts = t_ncounts;
         for (size_t i = 0; i < n; i++)
             jobs[i]->rc = ERR_OK;
         t_wake = &wake;
@@ -449,6 +513,7 @@ static unsigned run_group(struct db *db, struct store_job **jobs, size_t n)
         if (rc == ERR_OK) /* the release failed: nothing of it stands */
             rc = ERR_STORAGE;
         db_rollback_savepoint(db);
+        rolled_back(counts);
         if (db_kind(db) == DB_PG && db_broken(db)) {
             for (size_t i = 0; i < n; i++)
                 jobs[i]->rc = rc;
@@ -554,7 +619,7 @@ static void run_batch(struct store_job *batch)
         wake = 0;
         rc = db_ensure(db);
         if (rc == ERR_OK)
-            rc = db_begin(db);
+            rc = writer_begin(db);
         if (rc != ERR_OK) {
             log_error("store", "cannot begin a transaction: %s", db_errmsg(db));
             break;
@@ -571,12 +636,13 @@ static void run_batch(struct store_job *batch)
              * (every job may run again: nothing of a rolled-back run stays). */
             wake = 0;
             db_rollback(db);
+            rolled_back(0);
             if (!batch->next && !batch->group) { /* nothing to commit */
                 if (batch->rc == ERR_OK)         /* it went on past a failed statement */
                     batch->rc = ERR_STORAGE;
                 break; /* else its own error stands */
             }
-            rc = db_begin(db);
+            rc = writer_begin(db);
             if (rc != ERR_OK) {
                 log_error("store", "cannot begin a transaction: %s", db_errmsg(db));
                 break;
@@ -585,6 +651,7 @@ static void run_batch(struct store_job *batch)
         }
         if (db_lock_victim(db) && attempt < VICTIM_TRIES) {
             db_rollback(db);
+            rolled_back(0);
             pthread_mutex_lock(&g.lock);
             g.stats.victim_retries++;
             pthread_mutex_unlock(&g.lock);
@@ -597,6 +664,7 @@ static void run_batch(struct store_job *batch)
         if (rc != ERR_OK) {
             log_error("store", "commit failed: %s", db_errmsg(db));
             db_rollback(db);
+            rolled_back(0);
         }
         break;
     }
@@ -610,6 +678,9 @@ static void run_batch(struct store_job *batch)
     }
     if (rc != ERR_OK)
         wake = 0;
+    for (size_t i = 0; rc == ERR_OK && i < t_ncounts; i++) /* what committed counts */
+        metric_add(t_counts[i].m, t_counts[i].n);
+    t_ncounts = 0;
     pthread_mutex_lock(&g.lock);
     void (*hook)(unsigned) = g.wake_hook;
     g.stats.commits += rc == ERR_OK;

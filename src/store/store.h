@@ -92,6 +92,20 @@ void store_wake(unsigned bits);
  * precondition of every function that writes inside the writer's transaction. */
 bool store_is_writer(void);
 
+struct metric;
+/* Adds n to metric m once the running job's writes commit (nothing if they are rolled back,
+ * once if the job runs twice): counts made inside a job go through this, never metric_add.
+ * Writer thread; outside a job (tests, start-up) it counts at once. */
+void store_count(struct metric *m, int64_t n);
+/* The writer's current transaction (a new number at every BEGIN). Writer thread. */
+uint64_t store_txn(void);
+/* Registers fn, called on the writer thread after the writer rolls back the transaction
+ * store_txn() or a job's savepoint in it (before the next BEGIN): a cache filled inside that
+ * transaction from rows it wrote (a version number that is then undone, and may come back
+ * with other content) drops what it filled in it. At most 4; any thread, before the writer
+ * can need them (a cache registers on first use, on the writer). */
+void store_on_rollback(void (*fn)(void));
+
 /* The engine's kind (SQLite or PostgreSQL). */
 enum db_kind store_kind(void);
 /* The master key (32 bytes) for secrets at rest. */

@@ -28,6 +28,7 @@ struct sub {
 struct routing_tenant {
     char tenant[72];
     int64_t version;
+    uint64_t txn; /* the writer's transaction it was loaded in (store_txn) */
     struct sub *subs;
     int n;
     struct routing_tenant *next;
@@ -80,9 +81,24 @@ static enum err load_subs(struct db *db, struct routing_tenant *rt)
     return rc == ERR_DONE ? ERR_OK : rc;
 }
 
+/* The writer rolled back (store_on_rollback): an index loaded in that transaction may hold
+ * a configuration version it wrote, which is undone and may come back with other content
+ * (another node's change): load it again on next use. */
+static void routing_rolled_back(void)
+{
+    for (struct routing_tenant *rt = g_cache; rt; rt = rt->next)
+        if (rt->txn == store_txn())
+            rt->version = -1;
+}
+
 enum err routing_prepare(struct db *db, const char *tenant, struct routing_tenant **out)
 {
     assert(store_is_writer());
+    static bool hooked;
+    if (!hooked) {
+        store_on_rollback(routing_rolled_back);
+        hooked = true;
+    }
     struct db_stmt *st = db_stmt(db, "SELECT config_version FROM tenants WHERE id = ?");
     db_bind_text(st, 1, tenant);
     enum err rc = db_next(st);
@@ -105,6 +121,7 @@ enum err routing_prepare(struct db *db, const char *tenant, struct routing_tenan
             return rc;
         }
         rt->version = version;
+        rt->txn = store_txn();
     }
     *out = rt;
     return ERR_OK;

@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "core/metrics.h"
 #include "core/timeutil.h"
 #include "core/xalloc.h"
 #include "store/db.h"
@@ -439,6 +440,26 @@ static enum err uj_run_many(struct db *db, struct store_job **jobs, size_t n)
 
 static const struct store_group uj_group = {uj_run_many};
 
+/* A job that counts (store_count) and notes the transaction it ran in. */
+static struct metric uj_metric = {.name = "unit_rerun_total", .type = "counter"};
+static int uj_counting_runs, uj_rollbacks;
+static uint64_t uj_counting_txn, uj_rolled_back_txn;
+
+static enum err uj_counting(struct db *db, void *arg)
+{
+    struct unit_job *u = arg;
+    uj_counting_runs++;
+    uj_counting_txn = store_txn();
+    store_count(&uj_metric, 1);
+    return uj_insert(db, u->x);
+}
+
+static void uj_on_rollback(void)
+{
+    uj_rollbacks++;
+    uj_rolled_back_txn = store_txn();
+}
+
 static void uj_done(void *arg, enum err rc)
 {
     struct unit_job *u = arg;
@@ -579,6 +600,34 @@ static void test_writer_units(void)
     ASSERT_EQ_ERR(store_write(uj_count, cs, 0), ERR_OK);
     ASSERT_EQ_INT(cs[0], 7);
     ASSERT_EQ_INT(cs[1], 1 + 2 + 4 + 8 + 32 + 128 + 1024);
+
+    /* A job before a failing one runs twice (the pass is rolled back and run again): what
+     * it counts with store_count counts once, the rollback hook hears of the transaction
+     * it first ran in, and a job that fails alone counts nothing. */
+    store_on_rollback(uj_on_rollback);
+    uj_counting_runs = uj_rollbacks = 0;
+    int64_t before = uj_metric.value;
+    struct unit_job e[3] = {{.x = 2048}, {.x = -4096}, {.x = 8192}};
+    e[0].job.run = uj_counting;
+    /* e[1] is a uj_run job that writes its row, then fails */
+    uj_batch(e, 3);
+    ASSERT_EQ_ERR(e[0].job.rc, ERR_OK);
+    ASSERT_EQ_ERR(e[1].job.rc, ERR_INVALID);
+    ASSERT_EQ_ERR(e[2].job.rc, ERR_OK);
+    ASSERT_EQ_INT(uj_counting_runs, 2); /* e[0] in the pass and again after its rollback */
+    ASSERT_EQ_INT(uj_metric.value - before, 1);
+    ASSERT_TRUE(uj_rollbacks >= 2);                     /* the pass, then e[1]'s savepoint */
+    ASSERT_TRUE(uj_rolled_back_txn == uj_counting_txn); /* e[1]'s, in the second transaction */
+
+    /* A batch whose only counting job fails: nothing counts. */
+    before = uj_metric.value;
+    struct unit_job f[2] = {{.x = 2048}, {.x = 16384}}; /* 2048 is taken: the insert fails */
+    f[0].job.run = uj_counting;
+    f[1].job.run = uj_counting;
+    uj_batch(f, 2);
+    ASSERT_TRUE(f[0].job.rc != ERR_OK);
+    ASSERT_EQ_ERR(f[1].job.rc, ERR_OK);
+    ASSERT_EQ_INT(uj_metric.value - before, 1);
 
     store_stop();
     config_cleanup(&cfg);
