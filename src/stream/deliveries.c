@@ -60,14 +60,19 @@ enum err deliveries_insert_many(struct db *db, const struct delivery_new *d, siz
      * with several nodes the unfinished rows found are share-locked, so an outcome finishing
      * the predecessor on another node either commits first (this read then skips it, and the
      * row goes in pending) or waits for this commit (and its promotion then sees the row
-     * waiting). Without the lock both miss each other and the row waits forever. */
+     * waiting). Without the lock both miss each other and the row waits forever. The
+     * look-up is a lateral subquery per entity, so it is an index scan of that entity's
+     * unfinished rows (deliveries_entity_unfinished) whatever the statistics say: as a join
+     * the planner hashed a scan of every unfinished delivery, and kept that plan as the
+     * table grew (2.9 s per group commit at 25,000 pending). */
     rc = db_rows_run(
         db,
         db_kind(db) == DB_PG
-            ? "SELECT d.tenant_id, d.integration_id, d.entity_key FROM deliveries d "
-              "JOIN ({ROWS}) AS v ON d.tenant_id = v.column1 AND d.integration_id = "
-              "v.column2 AND d.entity_key = v.column3 WHERE d.state IN " DELIVERIES_UNFINISHED
-              " FOR SHARE OF d"
+            ? "SELECT d.tenant_id, d.integration_id, d.entity_key FROM ({ROWS}) AS v CROSS "
+              "JOIN LATERAL (SELECT x.tenant_id, x.integration_id, x.entity_key FROM "
+              "deliveries x WHERE x.tenant_id = v.column1 AND x.integration_id = v.column2 "
+              "AND x.entity_key = v.column3 AND x.state IN " DELIVERIES_UNFINISHED
+              " FOR SHARE) AS d"
             : "SELECT v.column1, v.column2, v.column3 FROM ({ROWS}) AS v WHERE "
               "EXISTS (SELECT 1 FROM deliveries d WHERE d.tenant_id = v.column1 AND "
               "d.integration_id = v.column2 AND d.entity_key = v.column3 AND "
