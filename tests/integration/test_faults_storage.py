@@ -158,14 +158,15 @@ class Tmpfs:
                         "covers a full disk")
 
     def fill(self):
-        """Writes a ballast file until the file system is full."""
-        with open(os.path.join(self.path, "ballast"), "wb") as f:
-            try:
+        """Writes a ballast file until the file system is full (the server's own files may
+        have filled it already: then not even the ballast's inode fits)."""
+        try:
+            with open(os.path.join(self.path, "ballast"), "wb") as f:
                 while True:
                     f.write(b"\0" * (1 << 16))
                     f.flush()
-            except OSError:
-                pass
+        except OSError:
+            pass
         # Leave nothing: SQLite's own spare pages could otherwise absorb a few commits.
         try:
             with open(os.path.join(self.path, "ballast2"), "wb") as f:
