@@ -359,26 +359,46 @@ static enum err on_writer(struct db *db, void *arg)
     return ERR_OK;
 }
 
+/* Starts the store (writer thread and all) on a fresh SQLite data dir; false (the test
+ * failed) when it cannot. store_down() stops it and removes the dir. */
+static bool store_up(struct config *cfg, char **dir, char **data)
+{
+    *dir = unit_tmpdir();
+    *data = xasprintf("--data-dir=%s", *dir);
+    char *argv[] = {*data, (char *)"--admin-token=unit-test-admin-token-0123456789", NULL};
+    FILE *out = fopen("/dev/null", "w");
+    int prc = config_parse(cfg, 2, argv, out, out);
+    fclose(out);
+    char err[256] = "";
+    if (prc != 0)
+        unit_fail(__FILE__, __LINE__, "config_parse failed");
+    else if (store_start(cfg, err, sizeof err) != ERR_OK)
+        unit_fail(__FILE__, __LINE__, "store_start: %s", err);
+    else
+        return true;
+    if (prc == 0)
+        config_cleanup(cfg);
+    free(*data);
+    unit_rmdir(*dir);
+    return false;
+}
+
+static void store_down(struct config *cfg, char *dir, char *data)
+{
+    store_stop();
+    config_cleanup(cfg);
+    free(data);
+    unit_rmdir(dir);
+}
+
 /* The queue's writes assert that they run on the writer thread: with the store running, a
  * call from another thread aborts instead of writing outside the writer's transaction. */
 static void test_writer_only(void)
 {
-    char *dir = unit_tmpdir();
-    char *data = xasprintf("--data-dir=%s", dir);
-    char *argv[] = {data, (char *)"--admin-token=unit-test-admin-token-0123456789", NULL};
+    char *dir, *data;
     struct config cfg;
-    FILE *out = fopen("/dev/null", "w");
-    int prc = config_parse(&cfg, 2, argv, out, out);
-    fclose(out);
-    char err[256] = "";
-    REQUIRE_TRUE(prc == 0);
-    if (store_start(&cfg, err, sizeof err) != ERR_OK) {
-        unit_fail(__FILE__, __LINE__, "store_start: %s", err);
-        config_cleanup(&cfg);
-        free(data);
-        unit_rmdir(dir);
+    if (!store_up(&cfg, &dir, &data))
         return;
-    }
     ASSERT_TRUE(!store_is_writer()); /* this thread, while the writer runs */
     bool in_job = false;
     ASSERT_EQ_ERR(store_write(on_writer, &in_job, 0), ERR_OK);
@@ -535,22 +555,10 @@ static void uj_batch(struct unit_job *jobs, size_t n)
  * no row, and the others commit. */
 static void test_writer_units(void)
 {
-    char *dir = unit_tmpdir();
-    char *data = xasprintf("--data-dir=%s", dir);
-    char *argv[] = {data, (char *)"--admin-token=unit-test-admin-token-0123456789", NULL};
+    char *dir, *data;
     struct config cfg;
-    FILE *out = fopen("/dev/null", "w");
-    int prc = config_parse(&cfg, 2, argv, out, out);
-    fclose(out);
-    char err[256] = "";
-    REQUIRE_TRUE(prc == 0);
-    if (store_start(&cfg, err, sizeof err) != ERR_OK) {
-        unit_fail(__FILE__, __LINE__, "store_start: %s", err);
-        config_cleanup(&cfg);
-        free(data);
-        unit_rmdir(dir);
+    if (!store_up(&cfg, &dir, &data))
         return;
-    }
     ASSERT_EQ_ERR(store_write(uj_create, NULL, 0), ERR_OK);
     long long cs[2];
 
@@ -629,10 +637,7 @@ static void test_writer_units(void)
     ASSERT_EQ_ERR(f[1].job.rc, ERR_OK);
     ASSERT_EQ_INT(uj_metric.value - before, 1);
 
-    store_stop();
-    config_cleanup(&cfg);
-    free(data);
-    unit_rmdir(dir);
+    store_down(&cfg, dir, data);
 }
 
 void unit_stream(void)
