@@ -114,6 +114,17 @@ class Api:
         return got
 
 
+def master_key_file(tmp):
+    """A master key file for nodes that share one database (each node needs the same key to
+    open the others' secrets)."""
+    key_file = os.path.join(tmp, "master-key")
+    if not os.path.exists(key_file):
+        with open(key_file, "w") as f:
+            f.write(os.urandom(32).hex() + "\n")
+        os.chmod(key_file, 0o600)
+    return key_file
+
+
 class Sluice:
     """One `sluice serve` child process, restartable on the same data dir and port."""
 

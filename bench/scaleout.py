@@ -35,14 +35,6 @@ import benchlib as B  # noqa: E402
 INTEGRATIONS = 8
 
 
-def master_key(tmp):
-    key_file = os.path.join(tmp, "master-key")
-    with open(key_file, "w") as f:
-        f.write(os.urandom(32).hex() + "\n")
-    os.chmod(key_file, 0o600)
-    return key_file
-
-
 def throughput(a, tmp, pg, key_file):
     nginx = B.Nginx(tmp, delay_ms=a.delay_ms, log=True)
     nodes = []
@@ -154,7 +146,7 @@ def main():
     tmp = tempfile.mkdtemp(prefix="sluice-bench-scaleout-")
     pg = B.Postgres().start()
     try:
-        key_file = master_key(tmp)
+        key_file = B.master_key_file(tmp)
         out = throughput(a, tmp, pg, key_file)
         if not a.no_failover:
             fo = failover(tmp, pg, key_file)

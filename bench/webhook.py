@@ -12,9 +12,12 @@ max_in_flight 256 (the API's maximum), so the database and the engine are what i
 measured, not the consumer.
 
 Latency: a steady 1,000 events/s (10 every 10 ms) to a recording receiver; publish to
-receipt, p50/p99/p99.9 (receipt time minus the envelope's published_at, ms clock).
+receipt, p50/p99/p99.9 (receipt time minus the envelope's published_at, ms clock). On
+PostgreSQL also across nodes (latency_cross_node): the events published to a node with
+--roles api and delivered by another with --roles webhook.
 
 Usage: bench/webhook.py [--db sqlite|postgres] [--events N] [--seconds S] [--no-ten]
+       [--no-cross-node] [--latency-only]
 Prints one JSON object (DESIGN.md's webhook keys; on PostgreSQL the webhook.postgres ones).
 """
 import argparse
@@ -127,14 +130,26 @@ def recorder_main(conn):
     srv.shutdown()
 
 
-def latency(tmp, db, rate=1000, secs=10):
+def latency(tmp, db, rate=1000, secs=10, split=False):
+    """Publish-to-receipt latency at a steady rate. split (PostgreSQL): two nodes on the
+    database, the publishes to one with --roles api and the deliveries by the other with
+    --roles webhook, so each event crosses nodes (a NOTIFY wakes the worker)."""
     parent, child = multiprocessing.Pipe()
     rec = multiprocessing.Process(target=recorder_main, args=(child,), daemon=True)
     rec.start()
     port = parent.recv()
-    srv = B.Sluice(tmp, name="latency", db=db).start()
+    if split:
+        key = B.master_key_file(tmp)
+        nodes = [B.Sluice(tmp, name="lat-" + role, db=db, master_key=key,
+                          args=["--roles", role, "--node-id", "lat-" + role])
+                 for role in ("api", "webhook")]
+    else:
+        nodes = [B.Sluice(tmp, name="latency", db=db)]
+    srv = nodes[0]
     lat = []
     try:
+        for s in nodes:
+            s.start()
         srv.tenant_key()
         srv.api.ok("POST", "/v1/integrations", {
             "id": "lat", "events": ["order"], "ordering": "none",
@@ -158,7 +173,8 @@ def latency(tmp, db, rate=1000, secs=10):
         parent.send("lat")
         lat = parent.recv()
     finally:
-        srv.stop()
+        for s in nodes:
+            s.stop()
         parent.send("stop")
         rec.join(10)
     return lat_summary(lat, sent)
@@ -177,35 +193,42 @@ def main():
     ap.add_argument("--events", type=int, default=100000)
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--no-ten", action="store_true", help="skip the 10-integration run")
+    ap.add_argument("--no-cross-node", action="store_true",
+                    help="PostgreSQL: skip the latency across two nodes")
+    ap.add_argument("--latency-only", action="store_true",
+                    help="only the latency run(s), not the throughput and limits")
     a = ap.parse_args()
     secs = max(1, int(a.seconds))
     tmp = tempfile.mkdtemp(prefix="sluice-bench-webhook-")
     pg = B.Postgres().start() if a.db == "postgres" else None
     out = {"database": a.db}
     try:
-        nginx = B.Nginx(tmp)
-        try:
+        if not a.latency_only:
+            nginx = B.Nginx(tmp)
+            try:
+                if not pg:
+                    out["wrk_raw_req_per_s"] = round(wrk_raw(nginx, tmp, secs))
+                one, pub, rss = throughput(tmp, "one", pg.fresh_db("wh1") if pg else None,
+                                           nginx, 1, a.events)
+                out["events_per_s"] = round(one)
+                out["publish_events_per_s"] = round(pub) if pub else None
+                out["rss_mb"] = rss
+                if not a.no_ten and not pg:
+                    ten, _, _ = throughput(tmp, "ten", None, nginx, 10, a.events // 5)
+                    out["events_per_s_10_integrations"] = round(ten)
+            finally:
+                nginx.stop()
+            lim = B.storage_limit(pg.fresh_db("whlimit") if pg else "sqlite:" + os.path.join(
+                tmp, "limit.db"), secs, "--lifecycle")
+            out["lifecycle_limit_events_per_s"] = lim["lifecycle_limit_events_per_s"]
+            out["lifecycle_limit"] = lim
+            out["lifecycle_ratio"] = round(one / lim["lifecycle_limit_events_per_s"], 3)
             if not pg:
-                out["wrk_raw_req_per_s"] = round(wrk_raw(nginx, tmp, secs))
-            one, pub, rss = throughput(tmp, "one", pg.fresh_db("wh1") if pg else None, nginx, 1,
-                                       a.events)
-            out["events_per_s"] = round(one)
-            out["publish_events_per_s"] = round(pub) if pub else None
-            out["rss_mb"] = rss
-            if not a.no_ten and not pg:
-                ten, _, _ = throughput(tmp, "ten", None, nginx, 10, a.events // 5)
-                out["events_per_s_10_integrations"] = round(ten)
-        finally:
-            nginx.stop()
-        lim = B.storage_limit(pg.fresh_db("whlimit") if pg else "sqlite:" + os.path.join(
-            tmp, "limit.db"), secs, "--lifecycle")
-        out["lifecycle_limit_events_per_s"] = lim["lifecycle_limit_events_per_s"]
-        out["lifecycle_limit"] = lim
-        out["lifecycle_ratio"] = round(one / lim["lifecycle_limit_events_per_s"], 3)
-        if not pg:
-            out["ratio"] = round(one / out["wrk_raw_req_per_s"], 3)
+                out["ratio"] = round(one / out["wrk_raw_req_per_s"], 3)
         lat = latency(tmp, pg.fresh_db("whlat") if pg else None)
         out.update(lat if not pg else {"p99_ms": lat["p99_ms"], "latency": lat})
+        if pg and not a.no_cross_node:
+            out["latency_cross_node"] = latency(tmp, pg.fresh_db("whlatx"), split=True)
         out["note"] = ("events_per_s: publish to receipt of N events with publishing and "
                        "delivery running together; 10 integrations: deliveries per second")
         B.emit(out)

@@ -331,11 +331,13 @@ static enum err key_delete(struct db *db, void *arg)
 
 static void key_deleted(struct http_req *req)
 {
-    if (req->job.rc == ERR_OK)
+    if (req->job.rc == ERR_OK) {
+        http_auth_forget(); /* refused on this node from now on */
         http_no_content(req);
-    else
+    } else {
         http_problem_err(req, req->job.rc,
                          req->job.rc == ERR_NOT_FOUND ? "no such key in this tenant" : NULL);
+    }
 }
 
 void api_keys_delete(struct http_req *req)

@@ -207,6 +207,10 @@ static void claim_back(struct engine *e, struct engine_job *j, enum err rc)
     free(c);
 }
 
+static enum err wh_many(struct db *db, struct store_job **jobs, size_t n);
+/* Outcomes and claims that follow each other in the writer's queue run together (wh_many). */
+static const struct store_group wh_group = {.run_many = wh_many};
+
 static void submit_claim(struct engine *e, struct engine_integ *w)
 {
     struct wh *h = w->data;
@@ -216,6 +220,7 @@ static void submit_claim(struct engine *e, struct engine_integ *w)
     h->claims++;
     h->asked += c->limit;
     w->wake = false;
+    c->j.job.group = &wh_group;
     engine_submit(e, &c->j, w, claim_run, claim_back);
 }
 
@@ -227,8 +232,6 @@ static enum err outcome_run(struct db *db, void *arg)
     return webhook_record_outcome(db, &oj->o, &oj->kind);
 }
 
-static enum err outcomes_many(struct db *db, struct store_job **jobs, size_t n);
-static const struct store_group outcome_group = {.run_many = outcomes_many};
 
 static void outcome_back(struct engine *e, struct engine_job *j, enum err rc)
 {
@@ -280,7 +283,7 @@ static void req_done(struct engine *e, struct engine_xfer *x, CURLcode cc)
         oj->o.body = buf_steal(&r->out.body);
         utf8_scrub(oj->o.body);
     }
-    oj->j.job.group = &outcome_group;
+    oj->j.job.group = &wh_group;
     engine_submit(e, &oj->j, w, outcome_run, outcome_back);
     /* The slot is free now: the next claim goes behind this outcome. */
     h->inflight--;
@@ -563,15 +566,65 @@ static enum err successes(struct db *db, struct outcome_job **oj, size_t n)
     return rc;
 }
 
-static enum err outcomes_many(struct db *db, struct store_job **jobs, size_t n)
+/* The claims of one integration in a run, as one: the slots they asked for together, the
+ * rows handed out to them in order. */
+static enum err claims_merged(struct db *db, struct claim_job **cj, size_t n)
+{
+    struct engine_integ *w = cj[0]->j.integ;
+    int limit = 0;
+    for (size_t i = 0; i < n; i++) {
+        free(cj[i]->claimed); /* a run again (store.c) claims again */
+        cj[i]->claimed = NULL;
+        cj[i]->n = 0;
+        limit += cj[i]->limit;
+    }
+    struct claimed *all = NULL;
+    int got = 0;
+    int64_t next_due = -1;
+    enum err rc = deliveries_claim(db, w->tenant, w->id, engine_config(cj[0]->j.e)->node_id,
+                                   cj[0]->lease_ms, limit, &all, &got, &next_due);
+    if (rc == ERR_NOT_FOUND) { /* deleted: each claim fails as it would alone */
+        for (size_t i = 0; i < n; i++)
+            cj[i]->j.job.rc = rc;
+        return ERR_OK;
+    }
+    if (rc != ERR_OK)
+        return rc;
+    int at = 0;
+    for (size_t i = 0; i < n; i++) {
+        int k = got - at < cj[i]->limit ? got - at : cj[i]->limit;
+        if (k > 0) {
+            cj[i]->claimed = xmalloc((size_t)k * sizeof *cj[i]->claimed);
+            memcpy(cj[i]->claimed, all + at, (size_t)k * sizeof *all);
+        }
+        cj[i]->n = k;
+        cj[i]->next_due = next_due;
+        at += k;
+    }
+    free(all);
+    return ERR_OK;
+}
+
+/* A run of outcome and claim jobs: the outcomes first (runs of plain successes set-based),
+ * then one claim per integration for every slot its claims asked for. A claim sees the
+ * slots the outcomes before it in the queue freed either way; going after all of the run's
+ * outcomes it sees those behind it too, and one claim statement serves the slots freed one
+ * request at a time (one claim per freed slot was most of the writer's work across nodes). */
+static enum err wh_many(struct db *db, struct store_job **jobs, size_t n)
 {
     struct outcome_job **oj = xcalloc(n, sizeof *oj);
-    for (size_t i = 0; i < n; i++)
-        oj[i] = jobs[i]->arg; /* the engine job, first in the outcome job */
+    struct claim_job **cj = xcalloc(n, sizeof *cj);
+    size_t no = 0, nc = 0;
+    for (size_t i = 0; i < n; i++) { /* the arg: the engine job, first in either job */
+        if (jobs[i]->run == claim_run)
+            cj[nc++] = jobs[i]->arg;
+        else
+            oj[no++] = jobs[i]->arg;
+    }
     enum err rc = ERR_OK;
-    for (size_t i = 0; i < n && rc == ERR_OK;) {
+    for (size_t i = 0; i < no && rc == ERR_OK;) {
         size_t k = i;
-        while (k < n && plain_success(&oj[k]->o))
+        while (k < no && plain_success(&oj[k]->o))
             k++;
         if (k > i) {
             rc = successes(db, oj + i, k - i);
@@ -581,7 +634,23 @@ static enum err outcomes_many(struct db *db, struct store_job **jobs, size_t n)
             i++;
         }
     }
+    /* Claims grouped by integration, each group in queue order. */
+    for (size_t i = 0; i < nc && rc == ERR_OK; i++) {
+        if (!cj[i])
+            continue;
+        struct claim_job **same = xcalloc(nc - i, sizeof *same);
+        struct engine_integ *w = cj[i]->j.integ;
+        size_t k = 0;
+        for (size_t m = i; m < nc; m++)
+            if (cj[m] && cj[m]->j.integ == w) {
+                same[k++] = cj[m];
+                cj[m] = NULL;
+            }
+        rc = claims_merged(db, same, k);
+        free(same);
+    }
     free(oj);
+    free(cj);
     return rc;
 }
 

@@ -178,6 +178,9 @@ int http_port(void);
 /* Authentication (auth.c): fills req->auth from the Authorization header. ERR_AUTH when
  * missing or unknown, ERR_STORAGE when keys cannot be read. */
 enum err http_authenticate(struct http_req *req);
+/* Forgets every API key kept by http_authenticate (a key was revoked): call after the
+ * revocation committed and before answering. */
+void http_auth_forget(void);
 /* Parses a permission name; 0 when unknown. */
 unsigned perm_parse(const char *name);
 /* Appends the permission names of mask (unexpanded) to arr. */

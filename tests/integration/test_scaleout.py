@@ -90,6 +90,28 @@ def ok_ids(rcv, path):
     return [r.json["id"] for r in rcv.got(path) if r.answer == 200]
 
 
+# ------------------------------------------------------------------------ API key revocation
+
+
+def test_revoked_key_is_refused_by_every_node_within_a_second(pg, pgdb, start_server):
+    """Nodes keep the API keys they found for a second (src/http/auth.c): a key revoked on
+    one node is refused there at once and by the other node within that second, even
+    though the other node had just used it."""
+    a, b = start_nodes(start_server, pgdb, 2)
+    make_tenant(a, "acme")
+    _, _, created = a.admin("POST", "/v1/admin/tenants/acme/keys",
+                            {"name": "short-lived", "permissions": ["tools:view"]})
+    key = created["key"]
+    for srv in (a, b):  # both nodes know the key now
+        assert srv.request("GET", "/v1/integrations", token=key)[0] == 200
+    assert a.admin("DELETE", f"/v1/admin/tenants/acme/keys/{created['id']}")[0] == 204
+    t0 = time.monotonic()
+    assert a.request("GET", "/v1/integrations", token=key)[0] == 401
+    wait_for(lambda: b.request("GET", "/v1/integrations", token=key)[0] == 401, 3,
+             what="the other node to refuse the revoked key")
+    assert time.monotonic() - t0 < 1.5 * SLOW, "kept past the key cache's second"
+
+
 # ------------------------------------------------------------------------ drain + take-over
 
 
