@@ -11,8 +11,9 @@ delivered 10 times and the figure counts deliveries. Integrations use ordering "
 max_in_flight 256 (the API's maximum), so the database and the engine are what is
 measured, not the consumer.
 
-Latency: a steady 1,000 events/s (10 every 10 ms) to a recording receiver; publish to
-receipt, p50/p99/p99.9 (receipt time minus the envelope's published_at, ms clock). On
+Latency: a steady 1,000 events/s (10 every 10 ms) to a local nginx that logs each arrival
+($msec) with the webhook-id; publish to receipt, p50/p99/p99.9 (arrival minus the time
+just before the publish request was sent, ms clock). On
 PostgreSQL also across nodes (latency_cross_node): the events published to a node with
 --roles api and delivered by another with --roles webhook.
 
@@ -21,9 +22,7 @@ Usage: bench/webhook.py [--db sqlite|postgres] [--events N] [--seconds S] [--no-
 Prints one JSON object (DESIGN.md's webhook keys; on PostgreSQL the webhook.postgres ones).
 """
 import argparse
-import http.server
 import json
-import multiprocessing
 import os
 import shutil
 import sys
@@ -89,55 +88,14 @@ def throughput(tmp, name, db, nginx, integrations, n):
         srv.stop()
 
 
-class Recorder(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    lat = []
-
-    def do_POST(self):
-        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        now = time.time()
-        pub = json.loads(body)["published_at"]
-        t = time.mktime(time.strptime(pub[:19], "%Y-%m-%dT%H:%M:%S")) - time.timezone
-        t += int(pub[20:23]) / 1000.0
-        Recorder.lat.append((now - t) * 1000.0)
-        self.send_response(200)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, *a):
-        pass
-
-
-class RecorderServer(http.server.ThreadingHTTPServer):
-    # Python's default listen backlog is 5: a burst of new connections from the engine
-    # overflowed it, the kernel dropped their SYNs and they were retried after 1 s, which
-    # the p99.9 then measured. The backlog is sized for every connection the engine opens.
-    request_queue_size = 1024
-    daemon_threads = True
-
-
-def recorder_main(conn):
-    """The recording receiver, in its own process: the publisher's loop in this process
-    does not take the receiver's GIL, so neither's pauses show up as delivery latency."""
-    srv = RecorderServer(("127.0.0.1", 0), Recorder)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    conn.send(srv.server_address[1])
-    while True:  # "count": how many so far; "lat": every latency (ms); "stop"
-        cmd = conn.recv()
-        if cmd == "stop":
-            break
-        conn.send(len(Recorder.lat) if cmd == "count" else list(Recorder.lat))
-    srv.shutdown()
-
-
 def latency(tmp, db, rate=1000, secs=10, split=False):
-    """Publish-to-receipt latency at a steady rate. split (PostgreSQL): two nodes on the
-    database, the publishes to one with --roles api and the deliveries by the other with
-    --roles webhook, so each event crosses nodes (a NOTIFY wakes the worker)."""
-    parent, child = multiprocessing.Pipe()
-    rec = multiprocessing.Process(target=recorder_main, args=(child,), daemon=True)
-    rec.start()
-    port = parent.recv()
+    """Publish-to-receipt latency at a steady rate, to a local nginx that logs each request's
+    time ($msec) and webhook-id (the event id): from just before the publish request was
+    sent (so the publish's own round trip counts) to the event's arrival. split
+    (PostgreSQL): two nodes on the database, the publishes to one with --roles api and the
+    deliveries by the other with --roles webhook, so each event crosses nodes (a NOTIFY
+    wakes the worker)."""
+    nginx = B.Nginx(tmp, log=True, log_format="$msec $http_webhook_id")
     if split:
         key = B.master_key_file(tmp)
         nodes = [B.Sluice(tmp, name="lat-" + role, db=db, master_key=key,
@@ -146,37 +104,40 @@ def latency(tmp, db, rate=1000, secs=10, split=False):
     else:
         nodes = [B.Sluice(tmp, name="latency", db=db)]
     srv = nodes[0]
-    lat = []
+    sent_at = {}  # event id -> wall time just before its publish request
     try:
         for s in nodes:
             s.start()
         srv.tenant_key()
         srv.api.ok("POST", "/v1/integrations", {
             "id": "lat", "events": ["order"], "ordering": "none",
-            "target": {"type": "webhook", "url": f"http://127.0.0.1:{port}/h"}})
+            "target": {"type": "webhook", "url": nginx.url()}})
         per_tick, tick = rate // 100, 0.01
         start = time.monotonic()
         sent = 0
         while sent < rate * secs:
-            srv.api.ok("POST", "/v1/events", {"events": [
-                {"type": "order.created", "entity_id": f"O-{sent + j}"} for j in range(per_tick)]})
+            t = time.time()
+            ids = srv.api.ok("POST", "/v1/events", {"events": [
+                {"type": "order.created", "entity_id": f"O-{sent + j}"}
+                for j in range(per_tick)]})["ids"]
+            for i in ids:
+                sent_at[i] = t
             sent += per_tick
             delay = start + (sent / per_tick) * tick - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
         end = time.monotonic() + 30
-        while time.monotonic() < end:
-            parent.send("count")
-            if parent.recv() >= sent:
-                break
+        while nginx.count() < sent and time.monotonic() < end:
             time.sleep(0.05)
-        parent.send("lat")
-        lat = parent.recv()
     finally:
         for s in nodes:
             s.stop()
-        parent.send("stop")
-        rec.join(10)
+        nginx.stop()
+    lat = []
+    for line in nginx.lines():
+        f = line.split()
+        if len(f) == 2 and f[1] in sent_at:
+            lat.append((float(f[0]) - sent_at.pop(f[1])) * 1000.0)  # first arrival only
     return lat_summary(lat, sent)
 
 

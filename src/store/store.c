@@ -172,10 +172,10 @@ enum err store_analyze_grown(struct db *db, int *n)
     enum { NT = sizeof tables / sizeof *tables };
     bool due[NT] = {0};
     struct db_stmt *st = db_stmt(
-        db, "SELECT relname FROM pg_stat_user_tables WHERE schemaname = current_schema() AND "
-            "relname IN ('events', 'deliveries', 'delivery_attempts', 'entity_sequences', "
-            "'delivery_counts', 'stats_minutes') AND n_mod_since_analyze >= GREATEST(?, "
-            "0.2 * n_live_tup)");
+        db, "SELECT s.relname FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid "
+            "WHERE s.schemaname = current_schema() AND s.relname IN ('events', 'deliveries', "
+            "'delivery_attempts', 'entity_sequences', 'delivery_counts', 'stats_minutes') AND "
+            "s.n_live_tup >= GREATEST(?, 2 * c.reltuples)");
     db_bind_int(st, 1, STORE_ANALYZE_MIN);
     enum err rc;
     while ((rc = db_next(st)) == ERR_OK)

@@ -202,13 +202,19 @@ enum err deliveries_claim(struct db *db, const char *tenant, const char *integra
     if (free_slots < limit)
         limit = (int)free_slots;
     if (limit > 0) {
-        st = db_stmt(db,
-                     "UPDATE deliveries SET state = 'in_flight', lease_owner = ?, lease_until = ?, "
-                     "attempts = attempts + 1, last_attempt_at = ? WHERE tenant_id = ? AND id IN "
-                     "(SELECT id FROM deliveries "
-                     "WHERE tenant_id = ? AND integration_id = ? AND state = 'pending' AND "
-                     "next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?) "
-                     "RETURNING id, event_id, attempts");
+        /* On PostgreSQL the due ids are an array the subquery fills once (an InitPlan),
+         * then looked up by primary key: as "id IN (subquery)" the cached generic plan,
+         * made while the table was small, was a nested loop that ran the subquery again
+         * for every delivery of the tenant. */
+#define CLAIM_SQL(in_open, in_close)                                                              \
+    "UPDATE deliveries SET state = 'in_flight', lease_owner = ?, lease_until = ?, attempts = "    \
+    "attempts + 1, last_attempt_at = ? WHERE tenant_id = ? AND id " in_open                       \
+    "SELECT id FROM deliveries WHERE tenant_id = ? AND integration_id = ? AND state = "           \
+    "'pending' AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?" in_close            \
+    " RETURNING id, event_id, attempts"
+        st = db_stmt(db, db_kind(db) == DB_PG ? CLAIM_SQL("= ANY(ARRAY(", "))")
+                                              : CLAIM_SQL("IN (", ")"));
+#undef CLAIM_SQL
         db_bind_text(st, 1, node);
         db_bind_int(st, 2, now + lease_ms);
         db_bind_int(st, 3, now);
