@@ -62,7 +62,7 @@ enum err deliveries_insert_many(struct db *db, const struct delivery_new *d, siz
      * row goes in pending) or waits for this commit (and its promotion then sees the row
      * waiting). Without the lock both miss each other and the row waits forever. The
      * look-up is a lateral subquery per entity, so it is an index scan of that entity's
-     * unfinished rows (deliveries_entity_unfinished) whatever the statistics say: as a join
+     * unfinished rows (deliveries_entity) whatever the statistics say: as a join
      * the planner hashed a scan of every unfinished delivery, and kept that plan as the
      * table grew (2.9 s per group commit at 25,000 pending). It locks the entity's newest
      * unfinished row only: that is the one a new row waits behind (an older one finishing
