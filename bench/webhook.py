@@ -88,7 +88,7 @@ def throughput(tmp, name, db, nginx, integrations, n):
         srv.stop()
 
 
-def latency(tmp, db, rate=1000, secs=10, split=False):
+def latency(tmp, db, rate=1000, secs=10, split=False, max_in_flight=16):
     """Publish-to-receipt latency at a steady rate, to a local nginx that logs each request's
     time ($msec) and webhook-id (the event id): from just before the publish request was
     sent (so the publish's own round trip counts) to the event's arrival. split
@@ -110,7 +110,7 @@ def latency(tmp, db, rate=1000, secs=10, split=False):
             s.start()
         srv.tenant_key()
         srv.api.ok("POST", "/v1/integrations", {
-            "id": "lat", "events": ["order"], "ordering": "none",
+            "id": "lat", "events": ["order"], "ordering": "none", "max_in_flight": max_in_flight,
             "target": {"type": "webhook", "url": nginx.url()}})
         per_tick, tick = rate // 100, 0.01
         start = time.monotonic()

@@ -232,7 +232,6 @@ static enum err outcome_run(struct db *db, void *arg)
     return webhook_record_outcome(db, &oj->o, &oj->kind);
 }
 
-
 static void outcome_back(struct engine *e, struct engine_job *j, enum err rc)
 {
     struct outcome_job *oj = (struct outcome_job *)j;

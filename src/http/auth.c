@@ -46,8 +46,7 @@ static bool key_cached(const char *hash, struct auth *out)
     bool hit = false;
     pthread_mutex_lock(&g_keys.lock);
     struct key_slot *s = key_slot(hash);
-    if (s->gen == atomic_load(&g_keys.gen) && time_mono_ms() < s->until &&
-        !strcmp(s->hash, hash)) {
+    if (s->gen == atomic_load(&g_keys.gen) && time_mono_ms() < s->until && !strcmp(s->hash, hash)) {
         *out = s->auth;
         hit = true;
     }

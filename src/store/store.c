@@ -161,16 +161,17 @@ fail:
     return rc;
 }
 
-enum err store_analyze_grown(struct db *db, int *n)
+/* The tables that grow with the load. Their names come from this list, never from the
+ * database, into the SQL text. */
+static const char *const grown_tables[] = {
+    "events",           "deliveries",      "delivery_attempts",
+    "entity_sequences", "delivery_counts", "stats_minutes"};
+#define NGROWN (sizeof grown_tables / sizeof *grown_tables)
+
+/* ANALYZE of each grown table with twice the rows its statistics saw. */
+static enum err analyze_due(struct db *db, int *n)
 {
-    *n = 0;
-    if (db_kind(db) != DB_PG)
-        return ERR_OK;
-    /* Table names come from this list, never from the database, into the SQL text. */
-    static const char *const tables[] = {"events",           "deliveries",      "delivery_attempts",
-                                         "entity_sequences", "delivery_counts", "stats_minutes"};
-    enum { NT = sizeof tables / sizeof *tables };
-    bool due[NT] = {0};
+    bool due[NGROWN] = {0};
     struct db_stmt *st = db_stmt(
         db, "SELECT s.relname FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid "
             "WHERE s.schemaname = current_schema() AND s.relname IN ('events', 'deliveries', "
@@ -179,21 +180,43 @@ enum err store_analyze_grown(struct db *db, int *n)
     db_bind_int(st, 1, STORE_ANALYZE_MIN);
     enum err rc;
     while ((rc = db_next(st)) == ERR_OK)
-        for (int i = 0; i < NT; i++)
-            if (!strcmp(db_col_text(st, 0), tables[i]))
+        for (size_t i = 0; i < NGROWN; i++)
+            if (!strcmp(db_col_text(st, 0), grown_tables[i]))
                 due[i] = true;
     db_release(db);
     if (rc != ERR_DONE)
         return rc;
     rc = ERR_OK;
-    for (int i = 0; i < NT && rc == ERR_OK; i++) {
+    for (size_t i = 0; i < NGROWN && rc == ERR_OK; i++) {
         if (!due[i])
             continue;
         char sql[64];
-        snprintf(sql, sizeof sql, "ANALYZE %s", tables[i]);
+        snprintf(sql, sizeof sql, "ANALYZE %s", grown_tables[i]);
         if ((rc = db_exec(db, sql)) == ERR_OK)
             (*n)++;
     }
+    return rc;
+}
+
+enum err store_analyze_grown(struct db *db, int *n)
+{
+    *n = 0;
+    if (db_kind(db) != DB_PG)
+        return ERR_OK;
+    /* One node at a time (the others find the statistics fresh afterwards): with several
+     * nodes they all saw the same growth on the same tick and analyzed the same tables
+     * together, queued on each other's lock. */
+    struct db_stmt *st = db_stmt(db, "SELECT pg_try_advisory_lock(7310003)");
+    enum err rc = db_next(st);
+    bool locked = rc == ERR_OK && db_col_int(st, 0) != 0;
+    db_release(db);
+    if (rc != ERR_OK)
+        return rc == ERR_DONE ? ERR_STORAGE : rc;
+    if (!locked)
+        return ERR_OK;
+    rc = analyze_due(db, n);
+    if (db_exec(db, "SELECT pg_advisory_unlock(7310003)") != ERR_OK && rc == ERR_OK)
+        rc = ERR_STORAGE;
     return rc;
 }
 

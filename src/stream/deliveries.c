@@ -206,11 +206,11 @@ enum err deliveries_claim(struct db *db, const char *tenant, const char *integra
          * then looked up by primary key: as "id IN (subquery)" the cached generic plan,
          * made while the table was small, was a nested loop that ran the subquery again
          * for every delivery of the tenant. */
-#define CLAIM_SQL(in_open, in_close)                                                              \
-    "UPDATE deliveries SET state = 'in_flight', lease_owner = ?, lease_until = ?, attempts = "    \
-    "attempts + 1, last_attempt_at = ? WHERE tenant_id = ? AND id " in_open                       \
-    "SELECT id FROM deliveries WHERE tenant_id = ? AND integration_id = ? AND state = "           \
-    "'pending' AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?" in_close            \
+#define CLAIM_SQL(in_open, in_close)                                                               \
+    "UPDATE deliveries SET state = 'in_flight', lease_owner = ?, lease_until = ?, attempts = "     \
+    "attempts + 1, last_attempt_at = ? WHERE tenant_id = ? AND id " in_open                        \
+    "SELECT id FROM deliveries WHERE tenant_id = ? AND integration_id = ? AND state = "            \
+    "'pending' AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?" in_close             \
     " RETURNING id, event_id, attempts"
         st = db_stmt(db, db_kind(db) == DB_PG ? CLAIM_SQL("= ANY(ARRAY(", "))")
                                               : CLAIM_SQL("IN (", ")"));
