@@ -224,10 +224,22 @@ class Postgres:
                   "UTF8", "--no-sync"])
         opts = (f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=on "
                 "-c synchronous_commit=on -c max_connections=300 -c shared_buffers=512MB "
-                "-c max_wal_size=4GB -c checkpoint_timeout=15min")
+                "-c max_wal_size=4GB -c min_wal_size=2GB -c checkpoint_timeout=15min")
         self.run([f"{PG_BIN}/pg_ctl", "-D", self.data, "-l", os.path.join(self.dir, "pg.log"),
                   "-o", opts, "-w", "-t", "120", "start"])
+        self.warm_wal()
         return self
+
+    def warm_wal(self):
+        """A server that has been running reuses its old WAL segments; a new cluster creates
+        and zero-fills each one (16 MB). Under the benchmarks' ~4 MB of WAL per second that
+        stalled every commit of every connection for 35-40 ms every ~4 s, which showed up as
+        the tail of the latency runs. ~600 MB of WAL and a checkpoint leave that many
+        segments to recycle (min_wal_size keeps them), as on a server in service."""
+        self.psql("CREATE TABLE sluice_bench_wal AS SELECT g, repeat('x', 2000) AS pad "
+                  "FROM generate_series(1, 300000) g")
+        self.psql("DROP TABLE sluice_bench_wal")
+        self.psql("CHECKPOINT")
 
     def stop(self):
         try:

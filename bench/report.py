@@ -189,9 +189,17 @@ def targets(r):
     ratio("postgres: webhook delivery / lifecycle limit", "webhook.postgres.events_per_s",
           "webhook.postgres.lifecycle_limit_events_per_s", "webhook.postgres.lifecycle_ratio",
           0.8)
-    for path, name in (("webhook.p99_ms", "sqlite: webhook p99 publish to receipt at 1,000/s"),
-                       ("webhook.postgres.p99_ms",
-                        "postgres: webhook p99 publish to receipt at 1,000/s")):
+    for path, name in (
+            ("webhook.p99_ms", "sqlite: webhook p99 publish to receipt at 1,000/s"),
+            ("webhook.latency_max_in_flight_16.p99_ms",
+             "sqlite: the same with max_in_flight 16 (the default)"),
+            ("webhook.postgres.p99_ms", "postgres: webhook p99 publish to receipt at 1,000/s"),
+            ("webhook.postgres.details.latency_max_in_flight_16.p99_ms",
+             "postgres: the same with max_in_flight 16 (the default)"),
+            ("webhook.postgres.details.latency_cross_node.p99_ms",
+             "postgres, across nodes (publish on one, delivery by another): p99 at 1,000/s"),
+            ("webhook.postgres.details.latency_cross_node_max_in_flight_16.p99_ms",
+             "postgres, across nodes: the same with max_in_flight 16")):
         v = get(r, path)
         t.append({"target": name, "figure": v, "unit": "ms", "want": "≤ 25",
                   "met": None if v is None else v <= 25})

@@ -13,7 +13,10 @@ measured, not the consumer.
 
 Latency: a steady 1,000 events/s (10 every 10 ms) to a local nginx that logs each arrival
 ($msec) with the webhook-id; publish to receipt, p50/p99/p99.9 (arrival minus the time
-just before the publish request was sent, ms clock). On
+just before the publish request was sent, ms clock). The integration has max_in_flight 256,
+as in the throughput run (the consumer's limit is not what is measured); the same with the
+default max_in_flight 16 is latency_max_in_flight_16: there each of the 16 slots must come
+back (the outcome committed, the next claim committed) within 16 ms on average to keep up. On
 PostgreSQL also across nodes (latency_cross_node): the events published to a node with
 --roles api and delivered by another with --roles webhook.
 
@@ -186,10 +189,15 @@ def main():
             out["lifecycle_ratio"] = round(one / lim["lifecycle_limit_events_per_s"], 3)
             if not pg:
                 out["ratio"] = round(one / out["wrk_raw_req_per_s"], 3)
-        lat = latency(tmp, pg.fresh_db("whlat") if pg else None)
+        lat = latency(tmp, pg.fresh_db("whlat") if pg else None, max_in_flight=256)
         out.update(lat if not pg else {"p99_ms": lat["p99_ms"], "latency": lat})
+        out["latency_max_in_flight_16"] = latency(
+            tmp, pg.fresh_db("whlat16") if pg else None, max_in_flight=16)
         if pg and not a.no_cross_node:
-            out["latency_cross_node"] = latency(tmp, pg.fresh_db("whlatx"), split=True)
+            out["latency_cross_node"] = latency(tmp, pg.fresh_db("whlatx"), split=True,
+                                                max_in_flight=256)
+            out["latency_cross_node_max_in_flight_16"] = latency(
+                tmp, pg.fresh_db("whlatx16"), split=True, max_in_flight=16)
         out["note"] = ("events_per_s: publish to receipt of N events with publishing and "
                        "delivery running together; 10 integrations: deliveries per second")
         B.emit(out)

@@ -186,7 +186,12 @@ static enum err analyze_due(struct db *db, int *n)
     db_release(db);
     if (rc != ERR_DONE)
         return rc;
-    rc = ERR_OK;
+    /* A small sample: what these plans need is the table's size and its few states and
+     * integrations, and a run with the default sample took up to 0.13 s of a core on this
+     * 2-core machine, which the publish-to-receipt p99 showed. Autovacuum's own ANALYZE
+     * later takes the full sample. */
+    if ((rc = db_exec(db, "SET default_statistics_target = 10")) != ERR_OK)
+        return rc;
     for (size_t i = 0; i < NGROWN && rc == ERR_OK; i++) {
         if (!due[i])
             continue;
@@ -195,7 +200,8 @@ static enum err analyze_due(struct db *db, int *n)
         if ((rc = db_exec(db, sql)) == ERR_OK)
             (*n)++;
     }
-    return rc;
+    enum err reset = db_exec(db, "RESET default_statistics_target");
+    return rc != ERR_OK ? rc : reset;
 }
 
 enum err store_analyze_grown(struct db *db, int *n)
