@@ -101,11 +101,11 @@ def latency(tmp, db, rate=1000, secs=10, split=False, max_in_flight=16):
     nginx = B.Nginx(tmp, log=True, log_format="$msec $http_webhook_id")
     if split:
         key = B.master_key_file(tmp)
-        nodes = [B.Sluice(tmp, name="lat-" + role, db=db, master_key=key,
+        nodes = [B.Sluice(tmp, name=f"lat-{role}-{max_in_flight}", db=db, master_key=key,
                           args=["--roles", role, "--node-id", "lat-" + role])
                  for role in ("api", "webhook")]
-    else:
-        nodes = [B.Sluice(tmp, name="latency", db=db)]
+    else:  # a data dir per run: on SQLite it holds the database
+        nodes = [B.Sluice(tmp, name=f"latency-{max_in_flight}", db=db)]
     srv = nodes[0]
     sent_at = {}  # event id -> wall time just before its publish request
     try:
