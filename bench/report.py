@@ -61,6 +61,58 @@ def ingest_section(fresh, grown):
     return out
 
 
+def _empty(d, skip=()):
+    return all(v is None for k, v in (d or {}).items() if k not in skip)
+
+
+def merge_base(report, sections, base, base_run):
+    """Fills what this run did not measure from an earlier results file (BENCH_MERGE): whole
+    sections, and within ingest (fresh and grown, per database) and webhook (SQLite and
+    PostgreSQL) the scenario that was not re-run. sections records which run each came from."""
+    msec = base.get("machine", {}).get("sections", {})
+    for key in ("ingest", "webhook", "s3", "alerting", "backlog", "reads", "scaleout"):
+        if key not in base:
+            continue
+        if key not in report:
+            report[key] = base[key]
+            sections[key] = msec.get(key, base_run)
+            if key == "ingest":
+                for n, v in msec.items():
+                    if n.startswith("ingest."):
+                        sections[n] = v
+            continue
+        if key == "ingest":
+            for db, old in base["ingest"].items():
+                new = report["ingest"].get(db)
+                if new is None:
+                    report["ingest"][db] = old
+                    sections[f"ingest.{db}"] = msec.get(f"ingest.{db}", base_run)
+                    if f"ingest.{db}.grown" in msec:
+                        sections[f"ingest.{db}.grown"] = msec[f"ingest.{db}.grown"]
+                    continue
+                if _empty(new.get("grown")) and not _empty(old.get("grown")):
+                    new["grown"] = old["grown"]
+                    sections[f"ingest.{db}.grown"] = msec.get(
+                        f"ingest.{db}.grown", msec.get(f"ingest.{db}", base_run))
+                if _empty(new, skip=("grown", "database")) and \
+                        not _empty(old, skip=("grown", "database")):
+                    grown = new.get("grown")
+                    report["ingest"][db] = dict(old, grown=grown)
+                    sections[f"ingest.{db}"] = msec.get(f"ingest.{db}", base_run)
+        elif key == "webhook":
+            new, old = report["webhook"], base["webhook"]
+            if new.get("postgres") is None and old.get("postgres") is not None:
+                new["postgres"] = old["postgres"]
+                sections["webhook.postgres"] = msec.get(
+                    "webhook.postgres", msec.get("webhook", base_run))
+            if _empty(new, skip=("postgres",)) and not _empty(old, skip=("postgres",)):
+                report["webhook"] = dict(old, postgres=new.get("postgres"))
+                sections["webhook.sqlite"] = msec.get(
+                    "webhook.sqlite", msec.get("webhook", base_run))
+    for n, v in base.get("machine", {}).get("load_average", {}).items():
+        report["machine"]["load_average"].setdefault(n, v)
+
+
 def assemble(tmp, out_path, secs):
     run_at = os.path.basename(out_path).rsplit(".", 1)[0]
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
@@ -113,32 +165,8 @@ def assemble(tmp, out_path, secs):
         sections["reads"] = run_at
     merge = os.environ.get("BENCH_MERGE")
     if merge:
-        base = json.load(open(merge))
-        msec = base.get("machine", {}).get("sections", {})
-        base_run = os.path.basename(merge).rsplit(".", 1)[0]
-        for key in ("ingest", "webhook", "s3", "alerting", "backlog", "reads", "scaleout"):
-            if key == "ingest":
-                for db in ("sqlite", "postgres"):
-                    if db not in report["ingest"] and db in base.get("ingest", {}):
-                        report["ingest"][db] = base["ingest"][db]
-                        sections[f"ingest.{db}"] = msec.get(f"ingest.{db}", base_run)
-                        if f"ingest.{db}.grown" in msec:
-                            sections[f"ingest.{db}.grown"] = msec[f"ingest.{db}.grown"]
-                        continue
-                    # Fresh and grown are separate scenarios: keep the one not re-run.
-                    old = base.get("ingest", {}).get(db, {}).get("grown") or {}
-                    new = report["ingest"].get(db, {}).get("grown") or {}
-                    if db in report["ingest"] and all(v is None for v in new.values()) and \
-                            any(v is not None for v in old.values()):
-                        report["ingest"][db]["grown"] = old
-                        sections[f"ingest.{db}.grown"] = msec.get(
-                            f"ingest.{db}.grown", msec.get(f"ingest.{db}", base_run))
-                continue
-            if key not in report and key in base:
-                report[key] = base[key]
-                sections[key] = msec.get(key, base_run)
-        for n, v in base.get("machine", {}).get("load_average", {}).items():
-            report["machine"]["load_average"].setdefault(n, v)
+        merge_base(report, sections, json.load(open(merge)),
+                   os.path.basename(merge).rsplit(".", 1)[0])
     report["machine"]["sections"] = sections
     report["targets"] = targets(report)
     with open(out_path, "w") as f:
@@ -338,5 +366,18 @@ if __name__ == "__main__":
         assemble(sys.argv[2], sys.argv[3], int(float(sys.argv[4])))
     elif len(sys.argv) == 3 and sys.argv[1] == "render":
         render(sys.argv[2])
+    elif len(sys.argv) == 4 and sys.argv[1] == "merge":
+        # merge NEW BASE: fills what NEW did not measure from BASE, rewrites NEW and its table
+        with open(sys.argv[2]) as f:
+            rep = json.load(f)
+        secs = rep.setdefault("machine", {}).setdefault("sections", {})
+        rep["machine"].setdefault("load_average", {})
+        with open(sys.argv[3]) as f:
+            merge_base(rep, secs, json.load(f), os.path.basename(sys.argv[3]).rsplit(".", 1)[0])
+        rep["targets"] = targets(rep)
+        with open(sys.argv[2], "w") as f:
+            json.dump(rep, f, indent=2)
+            f.write("\n")
+        render(sys.argv[2], rep)
     else:
         sys.exit(__doc__)
