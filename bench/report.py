@@ -76,10 +76,9 @@ def merge_base(report, sections, base, base_run):
         if key not in report:
             report[key] = base[key]
             sections[key] = msec.get(key, base_run)
-            if key == "ingest":
-                for n, v in msec.items():
-                    if n.startswith("ingest."):
-                        sections[n] = v
+            for n, v in msec.items():  # and where its parts came from
+                if n.startswith(key + "."):
+                    sections[n] = v
             continue
         if key == "ingest":
             for db, old in base["ingest"].items():
@@ -96,8 +95,9 @@ def merge_base(report, sections, base, base_run):
                         f"ingest.{db}.grown", msec.get(f"ingest.{db}", base_run))
                 if _empty(new, skip=("grown", "database")) and \
                         not _empty(old, skip=("grown", "database")):
-                    grown = new.get("grown")
-                    report["ingest"][db] = dict(old, grown=grown)
+                    # Only the grown database was measured now: it keeps this run's label.
+                    sections.setdefault(f"ingest.{db}.grown", sections.get(f"ingest.{db}"))
+                    report["ingest"][db] = dict(old, grown=new.get("grown"))
                     sections[f"ingest.{db}"] = msec.get(f"ingest.{db}", base_run)
         elif key == "webhook":
             new, old = report["webhook"], base["webhook"]
@@ -109,6 +109,15 @@ def merge_base(report, sections, base, base_run):
                 report["webhook"] = dict(old, postgres=new.get("postgres"))
                 sections["webhook.sqlite"] = msec.get(
                     "webhook.sqlite", msec.get("webhook", base_run))
+            else:  # a partial run (--latency-only): what it did not measure stays
+                for k, v in old.items():
+                    if k != "postgres" and new.get(k) is None and v is not None:
+                        new[k] = v
+                pn, po = new.get("postgres"), old.get("postgres")
+                if pn is not None and po is not None:
+                    for k, v in po.items():
+                        if pn.get(k) is None and v is not None:
+                            pn[k] = v
     for n, v in base.get("machine", {}).get("load_average", {}).items():
         report["machine"]["load_average"].setdefault(n, v)
 

@@ -54,15 +54,16 @@ static bool key_cached(const char *hash, struct auth *out)
     return hit;
 }
 
-/* Keeps what a read that began at generation gen found, unless a key was revoked since. */
-static void key_keep(const char *hash, const struct auth *a, uint64_t gen)
+/* Keeps what a read that began at generation gen, at monotonic time t0, found, unless a
+ * key was revoked since; for KEY_CACHE_MS from the read, not from its end. */
+static void key_keep(const char *hash, const struct auth *a, uint64_t gen, int64_t t0)
 {
     pthread_mutex_lock(&g_keys.lock);
     if (gen == atomic_load(&g_keys.gen)) {
         struct key_slot *s = key_slot(hash);
         snprintf(s->hash, sizeof s->hash, "%s", hash);
         s->auth = *a;
-        s->until = time_mono_ms() + KEY_CACHE_MS;
+        s->until = t0 + KEY_CACHE_MS;
         s->gen = gen;
     }
     pthread_mutex_unlock(&g_keys.lock);
@@ -129,6 +130,7 @@ enum err http_authenticate(struct http_req *req)
     if (key_cached(hash, &req->auth))
         return ERR_OK;
     uint64_t gen = atomic_load(&g_keys.gen);
+    int64_t t0 = time_mono_ms();
     struct db *db = store_reader();
     if (!db)
         return ERR_STORAGE;
@@ -144,6 +146,6 @@ enum err http_authenticate(struct http_req *req)
     snprintf(req->auth.key_id, sizeof req->auth.key_id, "%s", db_col_text(st, 1));
     snprintf(req->auth.key_name, sizeof req->auth.key_name, "%s", db_col_text(st, 2));
     req->auth.perms = perm_expand((unsigned)db_col_int(st, 3));
-    key_keep(hash, &req->auth, gen);
+    key_keep(hash, &req->auth, gen, t0);
     return ERR_OK;
 }

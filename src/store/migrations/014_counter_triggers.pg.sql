@@ -3,8 +3,8 @@
 -- statements keep their plans for the session. Before, every trigger built arrays and
 -- called SQL functions, which PostgreSQL plans again on every call: on a claim of a
 -- delivery or two (a change that moves no counter at all) the trigger took more than half
--- of the statement's time. An UPDATE's trigger also looks at the changed rows only once,
--- and writes to stats_minutes only when a row's finish changed.
+-- of the statement's time. The counts are the same as before: +1 per new row, -1 per old
+-- row, summed per key, zero sums not written.
 CREATE OR REPLACE FUNCTION sluice_deliveries_counted() RETURNS trigger LANGUAGE plpgsql AS $f$
 BEGIN
     IF TG_OP = 'INSERT' THEN
