@@ -59,8 +59,7 @@ static struct {
     long fill;
     bool fill_only;
     const char *tenant, *integration, *held;
-} opt = {.secs = 10, .deliveries = 1, .entities = 1000000, .tenant = "bench",
-         .integration = "erp"};
+} opt = {.secs = 10, .deliveries = 1, .entities = 1000000, .tenant = "bench", .integration = "erp"};
 
 static void die(const char *what, const char *msg)
 {
@@ -321,10 +320,10 @@ static void pg_insert(const struct rows *r)
         const char **vals = malloc(k * (size_t)r->ncols * sizeof *vals);
         for (size_t i = 0; i < k * (size_t)r->ncols; i++)
             vals[i] = val_at(r, at * (size_t)r->ncols + i);
-        PGresult *res = name ? PQexecPrepared(pg, name, (int)(k * (size_t)r->ncols), vals, NULL,
-                                              NULL, 0)
-                             : PQexecParams(pg, sql.data, (int)(k * (size_t)r->ncols), NULL, vals,
-                                            NULL, NULL, 0);
+        PGresult *res =
+            name ? PQexecPrepared(pg, name, (int)(k * (size_t)r->ncols), vals, NULL, NULL, 0)
+                 : PQexecParams(pg, sql.data, (int)(k * (size_t)r->ncols), NULL, vals, NULL, NULL,
+                                0);
         if (PQresultStatus(res) != PGRES_COMMAND_OK)
             die("insert", PQerrorMessage(pg));
         PQclear(res);
@@ -437,6 +436,51 @@ static void exec_sql(const char *sql)
         sq_exec(sql);
 }
 
+/* SQLite: the read counters Sluice keeps set-based (migration 017: its publishes and
+ * outcomes count once per integration and minute, not by row triggers), kept the same way
+ * here so the limit writes what Sluice writes. PostgreSQL's statement triggers count. */
+static void sq_count(const char *table, const char *key, const char *kind, long n)
+{
+    if (opt.pg)
+        return;
+    char sql[512];
+    if (!strcmp(table, "delivery_counts"))
+        snprintf(sql, sizeof sql,
+                 "INSERT INTO delivery_counts (tenant_id, integration_id, status, shard, n) "
+                 "VALUES ('%.64s', '%.64s', '%s', 0, %ld) ON CONFLICT (tenant_id, "
+                 "integration_id, status, shard) DO UPDATE SET n = n + excluded.n",
+                 opt.tenant, key, kind, n);
+    else
+        snprintf(sql, sizeof sql,
+                 "INSERT INTO stats_minutes (tenant_id, minute, kind, shard, n) VALUES ('%.64s', "
+                 "%s, '%s', 0, %ld) ON CONFLICT (tenant_id, minute, kind, shard) DO UPDATE SET "
+                 "n = n + excluded.n",
+                 opt.tenant, key, kind, n);
+    exec_sql(sql);
+}
+
+/* SQLite, after a fill: every counter recounted from the rows (the fill inserts finished
+ * and unfinished rows of many minutes at once). */
+static void sq_recount(void)
+{
+    if (opt.pg)
+        return;
+    txn_begin();
+    exec_sql("DELETE FROM delivery_counts");
+    exec_sql("INSERT INTO delivery_counts (tenant_id, integration_id, status, shard, n) SELECT "
+             "tenant_id, integration_id, CASE WHEN state IN ('succeeded', 'failed', 'rejected', "
+             "'skipped') THEN state ELSE 'pending' END AS status, 0, COUNT(*) FROM deliveries "
+             "GROUP BY tenant_id, integration_id, status");
+    exec_sql("DELETE FROM stats_minutes WHERE kind <> 'alerts'");
+    exec_sql("INSERT INTO stats_minutes (tenant_id, minute, kind, shard, n) SELECT tenant_id, "
+             "published_at / 60000 AS m, 'events', 0, COUNT(*) FROM events GROUP BY tenant_id, m");
+    exec_sql("INSERT INTO stats_minutes (tenant_id, minute, kind, shard, n) SELECT tenant_id, "
+             "finished_at / 60000 AS m, state, 0, COUNT(*) FROM deliveries WHERE state IN "
+             "('succeeded', 'failed', 'rejected') AND finished_at IS NOT NULL GROUP BY "
+             "tenant_id, m, state");
+    txn_commit();
+}
+
 /* Grows the database by opt.fill events (see the top of the file). */
 static void fill(void)
 {
@@ -454,15 +498,16 @@ static void fill(void)
     for (long i = 0; i < opt.fill; i += per_txn) {
         txn_begin();
         for (long k = i; k < i + per_txn && k < opt.fill; k++) {
-            int64_t t = start + (int64_t)((double)k * (double)(now - start - 60000) / (double)opt.fill);
+            int64_t t =
+                start + (int64_t)((double)k * (double)(now - start - 60000) / (double)opt.fill);
             long entity = k % opt.entities + 1, seq = k / opt.entities + 1;
             char evt[ID_MAX], dlv[ID_MAX];
             id_new("evt", t, evt);
             add_event(&ev, evt, entity, seq, t, (int)(k % 1000));
             bool rejected = k % 1000 == 999;
             id_new("dlv", t, dlv);
-            add_delivery(&dl, dlv, opt.integration, evt, entity, rejected ? "rejected" : "succeeded",
-                         t, true);
+            add_delivery(&dl, dlv, opt.integration, evt, entity,
+                         rejected ? "rejected" : "succeeded", t, true);
             add_attempt(&at, dlv, t + 3, rejected ? 400 : 200);
             if (opt.held) {
                 id_new("dlv", t, dlv);
@@ -488,6 +533,7 @@ static void fill(void)
         exec_sql(sql);
     }
     txn_commit();
+    sq_recount();
     if (opt.pg) {
         pg_exec("ANALYZE");
         pg_exec("SET synchronous_commit = on");
@@ -541,6 +587,12 @@ static void insert_txn(struct rows *ev, struct rows *dl, char (*ids)[ID_MAX])
     txn_begin();
     flush(ev);
     flush(dl);
+    char minute[24];
+    snprintf(minute, sizeof minute, "%lld", (long long)(now / 60000));
+    sq_count("stats_minutes", minute, "events", PER_TXN);
+    sq_count("delivery_counts", opt.integration, "pending", PER_TXN);
+    if (opt.deliveries > 1)
+        sq_count("delivery_counts", opt.held ? opt.held : "erp-held", "pending", PER_TXN);
     txn_commit();
 }
 
@@ -552,14 +604,15 @@ static void lifecycle_txns(char (*ids)[ID_MAX], struct rows *at)
     int64_t now = time_now_ms();
     char sql[1024];
     txn_begin();
-    snprintf(sql, sizeof sql,
-             "UPDATE deliveries SET state = 'in_flight', lease_owner = 'bench', lease_until = "
-             "%lld, attempts = attempts + 1, last_attempt_at = %lld WHERE tenant_id = '%.64s' AND "
-             "id IN (SELECT id FROM deliveries WHERE tenant_id = '%.64s' AND integration_id = '%.64s' "
-             "AND state = 'pending' AND next_attempt_at <= %lld ORDER BY next_attempt_at, id "
-             "LIMIT %d)",
-             (long long)(now + 30000), (long long)now, opt.tenant, opt.tenant, opt.integration,
-             (long long)now, PER_TXN);
+    snprintf(
+        sql, sizeof sql,
+        "UPDATE deliveries SET state = 'in_flight', lease_owner = 'bench', lease_until = "
+        "%lld, attempts = attempts + 1, last_attempt_at = %lld WHERE tenant_id = '%.64s' AND "
+        "id IN (SELECT id FROM deliveries WHERE tenant_id = '%.64s' AND integration_id = '%.64s' "
+        "AND state = 'pending' AND next_attempt_at <= %lld ORDER BY next_attempt_at, id "
+        "LIMIT %d)",
+        (long long)(now + 30000), (long long)now, opt.tenant, opt.tenant, opt.integration,
+        (long long)now, PER_TXN);
     exec_sql(sql);
     txn_commit();
     now = time_now_ms();
@@ -577,6 +630,11 @@ static void lifecycle_txns(char (*ids)[ID_MAX], struct rows *at)
     buf_puts(&up, ")");
     exec_sql(up.data);
     buf_cleanup(&up);
+    char minute[24];
+    snprintf(minute, sizeof minute, "%lld", (long long)(now / 60000));
+    sq_count("delivery_counts", opt.integration, "pending", -PER_TXN);
+    sq_count("delivery_counts", opt.integration, "succeeded", PER_TXN);
+    sq_count("stats_minutes", minute, "succeeded", PER_TXN);
     flush(at);
     txn_commit();
 }
@@ -838,8 +896,8 @@ int main(int argc, char **argv)
     double rate = second ? r2 : r1;
     const char *method = !opt.pg ? "INSERT" : second ? "INSERT" : "COPY";
     struct buf out = BUF_INIT;
-    buf_printf(&out, "{\"events_before\": %ld, \"seconds\": %.2f, \"per_txn\": %d, ",
-               events_before, el1 + el2, PER_TXN);
+    buf_printf(&out, "{\"events_before\": %ld, \"seconds\": %.2f, \"per_txn\": %d, ", events_before,
+               el1 + el2, PER_TXN);
     if (opt.fill)
         buf_printf(&out, "\"fill_seconds\": %.1f, ", fill_secs);
     if (opt.pg)

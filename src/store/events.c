@@ -168,6 +168,52 @@ static enum err inserted_id(struct db_stmt *st, void *arg)
     return ERR_OK;
 }
 
+/* SQLite: the per-minute event counters of /v1/stats (stats_minutes) for the events a
+ * publish inserted, one upsert per tenant and minute instead of a row trigger per event
+ * (migration 017). An event is inserted unless it is a duplicate (of a stored event, or of
+ * an earlier one of the call: dup_of). PostgreSQL's statement trigger counts them. */
+static enum err count_events(struct db *db, const struct event_item *items, size_t n,
+                             const size_t *dup_of)
+{
+    struct minute_count {
+        const char *tenant;
+        int64_t minute, n;
+    } *g = xcalloc(n ? n : 1, sizeof *g);
+    size_t ng = 0;
+    struct strmap at = STRMAP_INIT;
+    struct buf key = BUF_INIT;
+    for (size_t i = 0; i < n; i++) {
+        const struct event_in *ev = items[i].ev;
+        if (dup_of[i] || ev->duplicate)
+            continue;
+        int64_t minute = ev->published_at / 60000;
+        buf_reset(&key);
+        buf_printf(&key, "%s\x1f%lld", items[i].tenant, (long long)minute);
+        size_t k;
+        if (strmap_add(&at, key.data, ng, &k))
+            g[k = ng++] = (struct minute_count){.tenant = items[i].tenant, .minute = minute};
+        g[k].n++;
+    }
+    struct db_rows r;
+    db_rows_init(&r, "tii");
+    for (size_t k = 0; k < ng; k++) {
+        db_rows_text(&r, g[k].tenant);
+        db_rows_int(&r, g[k].minute);
+        db_rows_int(&r, g[k].n);
+    }
+    enum err rc = db_rows_run(db,
+                              "INSERT INTO stats_minutes (tenant_id, minute, kind, shard, n) "
+                              "SELECT column1, column2, 'events', 0, column3 FROM ({ROWS}) "
+                              "WHERE true ON CONFLICT (tenant_id, minute, kind, shard) DO "
+                              "UPDATE SET n = n + excluded.n",
+                              &r, NULL, NULL, NULL);
+    db_rows_cleanup(&r);
+    buf_cleanup(&key);
+    strmap_cleanup(&at);
+    free(g);
+    return rc;
+}
+
 enum err store_events_publish_many(struct db *db, struct event_item *items, size_t n)
 {
     enum err rc = ERR_OK;
@@ -265,6 +311,8 @@ enum err store_events_publish_many(struct db *db, struct event_item *items, size
             rc = ERR_STORAGE;
     }
     db_rows_cleanup(&r);
+    if (rc == ERR_OK && db_kind(db) == DB_SQLITE)
+        rc = count_events(db, items, n, dup_of);
     if (rc != ERR_OK)
         goto out;
 twins:

@@ -31,6 +31,44 @@ static enum err unfinished_key(struct db_stmt *st, void *arg)
     return ERR_OK;
 }
 
+/* SQLite: delivery_counts for the deliveries a publish inserted (every one unfinished:
+ * the pending class), one upsert per integration instead of a row trigger per delivery
+ * (migration 017). PostgreSQL's statement trigger counts them. */
+static enum err count_inserted(struct db *db, const struct delivery_new *d, size_t n)
+{
+    size_t *count = xcalloc(n ? n : 1, sizeof *count), *first = xcalloc(n ? n : 1, sizeof *first);
+    size_t ng = 0;
+    struct strmap at = STRMAP_INIT;
+    struct buf key = BUF_INIT;
+    for (size_t i = 0; i < n; i++) {
+        buf_reset(&key);
+        buf_printf(&key, "%s\x1f%s", d[i].tenant, d[i].integration);
+        size_t k;
+        if (strmap_add(&at, key.data, ng, &k))
+            first[k = ng++] = i;
+        count[k]++;
+    }
+    struct db_rows r;
+    db_rows_init(&r, "tti");
+    for (size_t k = 0; k < ng; k++) {
+        db_rows_text(&r, d[first[k]].tenant);
+        db_rows_text(&r, d[first[k]].integration);
+        db_rows_int(&r, (int64_t)count[k]);
+    }
+    enum err rc = db_rows_run(db,
+                              "INSERT INTO delivery_counts (tenant_id, integration_id, status, "
+                              "shard, n) SELECT column1, column2, 'pending', 0, column3 FROM "
+                              "({ROWS}) WHERE true ON CONFLICT (tenant_id, integration_id, "
+                              "status, shard) DO UPDATE SET n = n + excluded.n",
+                              &r, NULL, NULL, NULL);
+    db_rows_cleanup(&r);
+    buf_cleanup(&key);
+    strmap_cleanup(&at);
+    free(count);
+    free(first);
+    return rc;
+}
+
 enum err deliveries_insert_many(struct db *db, const struct delivery_new *d, size_t n)
 {
     assert(store_is_writer());
@@ -115,6 +153,8 @@ enum err deliveries_insert_many(struct db *db, const struct delivery_new *d, siz
                      &r, NULL, NULL, &changed);
     if (rc == ERR_OK && changed != (int64_t)n)
         rc = ERR_STORAGE;
+    if (rc == ERR_OK && db_kind(db) == DB_SQLITE)
+        rc = count_inserted(db, d, n);
     db_rows_cleanup(&r);
     if (rc == ERR_OK && due)
         store_wake(STORE_WAKE_DELIVER);
@@ -302,6 +342,9 @@ enum err deliveries_leased(struct db *db, const struct attempt_outcome *o,
     return rc;
 }
 
+static enum err finished_counts(struct db *db, const char *tenant, const char *integration,
+                                const char *state, int64_t now, int64_t n);
+
 enum err deliveries_finish(struct db *db, const struct attempt_outcome *o, const char *state,
                            int64_t now)
 {
@@ -309,7 +352,7 @@ enum err deliveries_finish(struct db *db, const struct attempt_outcome *o, const
     struct db_stmt *st = db_stmt(
         db, "UPDATE deliveries SET state = ?, finished_at = ?, last_status = ?, last_error = ?, "
             "lease_owner = NULL, lease_until = NULL, first_attempt_at = COALESCE(first_attempt_at, "
-            "?) WHERE tenant_id = ? AND id = ?");
+            "?) WHERE tenant_id = ? AND id = ? AND lease_owner IS NOT NULL");
     db_bind_text(st, 1, state);
     db_bind_int(st, 2, now);
     bind_status(st, 3, o->status);
@@ -317,7 +360,10 @@ enum err deliveries_finish(struct db *db, const struct attempt_outcome *o, const
     db_bind_int(st, 5, o->started_at);
     db_bind_text(st, 6, o->tenant);
     db_bind_text(st, 7, o->delivery_id);
-    return db_run(st);
+    enum err rc = db_run(st);
+    if (rc == ERR_OK && db_kind(db) == DB_SQLITE && db_changes(st) > 0)
+        rc = finished_counts(db, o->tenant, o->integration, state, now, db_changes(st));
+    return rc;
 }
 
 enum err deliveries_retry(struct db *db, const struct attempt_outcome *o, bool paused, int64_t due)
@@ -454,6 +500,40 @@ enum err deliveries_leased_many(struct db *db, const struct attempt_outcome *o, 
     return rc;
 }
 
+/* The rows an outcome statement finished, counted per integration (SQLite). */
+struct finished_ctx {
+    struct finished_group {
+        char tenant[72];
+        char integration[72];
+        int64_t n;
+    } * groups;
+    size_t n, cap;
+    struct strmap by_integration; /* tenant \x1f integration -> index in groups */
+    struct buf key;
+};
+
+static enum err finished_row(struct db_stmt *st, void *arg)
+{
+    struct finished_ctx *c = arg;
+    buf_reset(&c->key);
+    buf_printf(&c->key, "%s\x1f%s", db_col_text(st, 0), db_col_text(st, 1));
+    size_t i;
+    if (!strmap_get(&c->by_integration, c->key.data, &i)) {
+        if (c->n == c->cap) {
+            c->cap = c->cap ? 2 * c->cap : 4;
+            c->groups = xrealloc(c->groups, c->cap * sizeof *c->groups);
+        }
+        i = c->n++;
+        snprintf(c->groups[i].tenant, sizeof c->groups[i].tenant, "%s", db_col_text(st, 0));
+        snprintf(c->groups[i].integration, sizeof c->groups[i].integration, "%s",
+                 db_col_text(st, 1));
+        c->groups[i].n = 0;
+        strmap_add(&c->by_integration, c->key.data, i, NULL);
+    }
+    c->groups[i].n++;
+    return ERR_OK;
+}
+
 enum err deliveries_finish_many(struct db *db, const struct attempt_outcome *o, const bool *pick,
                                 size_t n, const char *state, int64_t now)
 {
@@ -474,13 +554,28 @@ enum err deliveries_finish_many(struct db *db, const struct attempt_outcome *o, 
         db_rows_text(&r, state);
         db_rows_int(&r, o[i].started_at);
     }
-    enum err rc = db_rows_run(
-        db,
-        "UPDATE deliveries SET state = v.column6, finished_at = v.column3, last_status = "
-        "v.column4, last_error = v.column5, lease_owner = NULL, lease_until = NULL, "
-        "first_attempt_at = COALESCE(deliveries.first_attempt_at, v.column7) FROM ({ROWS}) AS v "
-        "WHERE deliveries.tenant_id = v.column1 AND deliveries.id = v.column2",
-        &r, NULL, NULL, NULL);
+    /* On SQLite the rows come back, to be counted per integration (finished_counts). */
+#define FINISH_SQL(returning)                                                                      \
+    "UPDATE deliveries SET state = v.column6, finished_at = v.column3, last_status = "             \
+    "v.column4, last_error = v.column5, lease_owner = NULL, lease_until = NULL, "                  \
+    "first_attempt_at = COALESCE(deliveries.first_attempt_at, v.column7) FROM ({ROWS}) AS v "      \
+    "WHERE deliveries.tenant_id = v.column1 AND deliveries.id = v.column2 AND "                    \
+    "deliveries.lease_owner IS NOT NULL" returning
+    bool sqlite = db_kind(db) == DB_SQLITE;
+    struct finished_ctx c = {.by_integration = STRMAP_INIT, .key = BUF_INIT};
+    enum err rc =
+        sqlite
+            ? db_rows_run(db,
+                          FINISH_SQL(" RETURNING deliveries.tenant_id, deliveries.integration_id"),
+                          &r, finished_row, &c, NULL)
+            : db_rows_run(db, FINISH_SQL(""), &r, NULL, NULL, NULL);
+#undef FINISH_SQL
+    for (size_t k = 0; rc == ERR_OK && k < c.n; k++)
+        rc = finished_counts(db, c.groups[k].tenant, c.groups[k].integration, state, now,
+                             c.groups[k].n);
+    free(c.groups);
+    strmap_cleanup(&c.by_integration);
+    buf_cleanup(&c.key);
     db_rows_cleanup(&r);
     return rc;
 }
@@ -622,33 +717,37 @@ enum err deliveries_join_batch(struct db *db, const char *tenant, const char *in
     return rc == ERR_DONE ? ERR_OK : rc;
 }
 
-/* SQLite: the counters of n members that a batch's outcome just moved from unfinished to
- * state at now, once for the whole batch (migration 011: the row triggers skip batch
- * members; PostgreSQL's statement triggers count them). */
-static enum err batch_counts(struct db *db, const struct batch_attempt *a, const char *state,
-                             int64_t now, int64_t n)
+/* SQLite: the counters of n deliveries of an integration that an outcome just moved from
+ * unfinished to state at now, once per statement rather than per row. The row triggers skip
+ * both kinds of row counted here: S3 batch members (migration 011) and leased webhook
+ * deliveries (migration 017); PostgreSQL's statement triggers count every row. */
+static enum err finished_counts(struct db *db, const char *tenant, const char *integration,
+                                const char *state, int64_t now, int64_t n)
 {
     struct db_stmt *st = db_stmt(db, "UPDATE delivery_counts SET n = n - ? WHERE tenant_id = ? "
                                      "AND integration_id = ? AND status = 'pending' AND shard = 0");
     db_bind_int(st, 1, n);
-    db_bind_text(st, 2, a->tenant);
-    db_bind_text(st, 3, a->integration);
+    db_bind_text(st, 2, tenant);
+    db_bind_text(st, 3, integration);
     enum err rc = db_run(st);
     if (rc != ERR_OK)
         return rc;
     st = db_stmt(db, "INSERT INTO delivery_counts (tenant_id, integration_id, status, shard, n) "
                      "VALUES (?, ?, ?, 0, ?) ON CONFLICT (tenant_id, integration_id, status, "
                      "shard) DO UPDATE SET n = n + excluded.n");
-    db_bind_text(st, 1, a->tenant);
-    db_bind_text(st, 2, a->integration);
+    db_bind_text(st, 1, tenant);
+    db_bind_text(st, 2, integration);
     db_bind_text(st, 3, state);
     db_bind_int(st, 4, n);
     if ((rc = db_run(st)) != ERR_OK)
         return rc;
+    /* The per-minute outcome counters (/v1/stats) count these three, as the triggers do. */
+    if (strcmp(state, "succeeded") && strcmp(state, "failed") && strcmp(state, "rejected"))
+        return ERR_OK;
     st = db_stmt(db, "INSERT INTO stats_minutes (tenant_id, minute, kind, shard, n) VALUES (?, "
                      "?, ?, 0, ?) ON CONFLICT (tenant_id, minute, kind, shard) DO UPDATE SET n = "
                      "n + excluded.n");
-    db_bind_text(st, 1, a->tenant);
+    db_bind_text(st, 1, tenant);
     db_bind_int(st, 2, now / 60000);
     db_bind_text(st, 3, state);
     db_bind_int(st, 4, n);
@@ -684,7 +783,7 @@ enum err deliveries_batch_attempt(struct db *db, const struct batch_attempt *a, 
     db_bind_text(st, i, a->batch_id);
     enum err rc = db_run(st);
     if (rc == ERR_OK && state && db_kind(db) == DB_SQLITE && db_changes(st) > 0)
-        rc = batch_counts(db, a, state, now, db_changes(st));
+        rc = finished_counts(db, a->tenant, a->integration, state, now, db_changes(st));
     return rc;
 }
 
