@@ -31,70 +31,96 @@ void alerts_register_metrics(void)
     issues_register_metrics();
 }
 
-#define ALERT_COLS 11
-#define ALERT_CHUNK 5 /* rows per multi-row INSERT: 55 parameters, under DB_MAX_PARAMS */
-
-/* The INSERT for n rows (1 or ALERT_CHUNK), built once (writer thread only). */
-static const char *insert_sql(int n)
+/* Inserts every alert of the batches with one set-based statement (a few chunks on SQLite,
+ * one array-bound statement on PostgreSQL); each batch's ids get their new ids. */
+static enum err insert_alerts(struct db *db, const struct alert_batch *b, size_t nb, int64_t now)
 {
-    static char sql[2][600];
-    char *out = sql[n == 1 ? 0 : 1];
-    if (!out[0]) {
-        struct buf b = BUF_INIT;
-        buf_puts(&b, "INSERT INTO alerts (tenant_id, id, event, category, connection, entity_id, "
-                     "task_id, message, details, occurred_at, created_at) VALUES ");
-        for (int i = 0; i < n; i++)
-            buf_puts(&b, i ? ", (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                           : "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
-        snprintf(out, sizeof sql[0], "%s", b.data);
-        buf_cleanup(&b);
-    }
-    return out;
+    struct db_rows r;
+    db_rows_init(&r, "tttttttttii");
+    for (size_t j = 0; j < nb; j++)
+        for (size_t i = 0; i < b[j].n; i++) {
+            const struct alert_in *a = &b[j].alerts[i];
+            char category[72];
+            id_new("alr", now, b[j].ids[i]);
+            catalog_entity(a->event, category, sizeof category);
+            db_rows_text(&r, b[j].tenant);
+            db_rows_text(&r, b[j].ids[i]);
+            db_rows_text(&r, a->event);
+            db_rows_text(&r, category);
+            db_rows_text(&r, a->connection);
+            db_rows_text(&r, a->entity_id);
+            db_rows_text(&r, a->task_id);
+            db_rows_text(&r, a->message);
+            db_rows_text(&r, a->details);
+            db_rows_int(&r, a->occurred_at >= 0 ? a->occurred_at : now);
+            db_rows_int(&r, now);
+        }
+    enum err rc = db_rows_run(db,
+                              "INSERT INTO alerts (tenant_id, id, event, category, connection, "
+                              "entity_id, task_id, message, details, occurred_at, created_at) "
+                              "{ROWS}",
+                              &r, NULL, NULL, NULL);
+    db_rows_cleanup(&r);
+    return rc;
 }
 
-/* Inserts n (1 or ALERT_CHUNK) alerts in one statement; ids get their new ids. */
-static enum err insert_alerts(struct db *db, const char *tenant, const struct alert_in *a, int n,
-                              int64_t now, char (*ids)[ID_MAX])
+enum err alerts_record_many(struct db *db, const struct alert_batch *b, size_t nb)
 {
-    struct db_stmt *st = db_stmt(db, insert_sql(n));
-    for (int i = 0; i < n; i++) {
-        char category[72];
-        int p = i * ALERT_COLS;
-        id_new("alr", now, ids[i]);
-        catalog_entity(a[i].event, category, sizeof category);
-        db_bind_text(st, p + 1, tenant);
-        db_bind_text(st, p + 2, ids[i]);
-        db_bind_text(st, p + 3, a[i].event);
-        db_bind_text(st, p + 4, category);
-        db_bind_text(st, p + 5, a[i].connection);
-        db_bind_text(st, p + 6, a[i].entity_id);
-        db_bind_text(st, p + 7, a[i].task_id);
-        db_bind_text(st, p + 8, a[i].message);
-        db_bind_text(st, p + 9, a[i].details);
-        db_bind_int(st, p + 10, a[i].occurred_at >= 0 ? a[i].occurred_at : now);
-        db_bind_int(st, p + 11, now);
+    int64_t now = time_now_ms();
+    enum err rc = insert_alerts(db, b, nb, now);
+    size_t total = 0, matched = 0;
+    for (size_t j = 0; j < nb; j++)
+        total += b[j].n;
+    /* Each tenant's alerts in one run of the policies, so each issue they touch is moved
+     * once per group commit (batches of one tenant are the common case: no copy). */
+    struct alert_in *a = NULL;
+    char(*ids)[ID_MAX] = NULL;
+    bool *done = xcalloc(nb ? nb : 1, sizeof *done);
+    for (size_t j = 0; j < nb && rc == ERR_OK; j++) {
+        if (done[j])
+            continue;
+        size_t n = 0, m = 0;
+        for (size_t k = j; k < nb; k++)
+            if (!done[k] && !strcmp(b[k].tenant, b[j].tenant))
+                n += b[k].n;
+        if (n == b[j].n) { /* the tenant's only batch */
+            done[j] = true;
+            rc = issues_on_alerts(db, b[j].tenant, (const char(*)[ID_MAX])b[j].ids, b[j].alerts, n,
+                                  now, &m);
+            matched += m;
+            continue;
+        }
+        if (!a) {
+            a = xcalloc(total, sizeof *a);
+            ids = xcalloc(total, sizeof *ids);
+        }
+        size_t at = 0;
+        for (size_t k = j; k < nb; k++) {
+            if (done[k] || strcmp(b[k].tenant, b[j].tenant))
+                continue;
+            done[k] = true;
+            memcpy(a + at, b[k].alerts, b[k].n * sizeof *a);
+            memcpy(ids + at, b[k].ids, b[k].n * sizeof *ids);
+            at += b[k].n;
+        }
+        rc = issues_on_alerts(db, b[j].tenant, (const char(*)[ID_MAX])ids, a, n, now, &m);
+        matched += m;
     }
-    return db_run(st);
+    free(a);
+    free(ids);
+    free(done);
+    if (rc == ERR_OK) {
+        store_count(&m_recorded, (int64_t)total); /* once committed */
+        store_count(&m_matched, (int64_t)matched);
+    }
+    return rc;
 }
 
 enum err alerts_record_batch(struct db *db, const char *tenant, const struct alert_in *a, size_t n,
                              char (*ids)[ID_MAX])
 {
-    int64_t now = time_now_ms();
-    enum err rc = ERR_OK;
-    size_t i = 0;
-    for (; i + ALERT_CHUNK <= n && rc == ERR_OK; i += ALERT_CHUNK)
-        rc = insert_alerts(db, tenant, a + i, ALERT_CHUNK, now, ids + i);
-    for (; i < n && rc == ERR_OK; i++)
-        rc = insert_alerts(db, tenant, a + i, 1, now, ids + i);
-    size_t matched = 0;
-    if (rc == ERR_OK)
-        rc = issues_on_alerts(db, tenant, (const char(*)[ID_MAX])ids, a, n, now, &matched);
-    if (rc == ERR_OK) {
-        store_count(&m_recorded, (int64_t)n); /* once committed */
-        store_count(&m_matched, (int64_t)matched);
-    }
-    return rc;
+    struct alert_batch b = {.tenant = tenant, .alerts = a, .n = n, .ids = ids};
+    return alerts_record_many(db, &b, 1);
 }
 
 enum err alert_record(struct db *db, const char *tenant, const struct alert_in *a,

@@ -33,6 +33,19 @@ enum err alert_record(struct db *db, const char *tenant, const struct alert_in *
 enum err alerts_record_batch(struct db *db, const char *tenant, const struct alert_in *a, size_t n,
                              char (*ids)[ID_MAX]);
 
+/* One caller's alerts for alerts_record_many(): ids[i] gets the id of alerts[i]. */
+struct alert_batch {
+    const char *tenant;
+    const struct alert_in *alerts;
+    size_t n;
+    char (*ids)[ID_MAX];
+};
+/* Stores the alerts of nb batches like alerts_record_batch(), all in a few set-based
+ * statements, and matches each tenant's alerts of every batch together, so each issue they
+ * touch is updated once per call (a group commit of several reports). Writer thread,
+ * inside a transaction. */
+enum err alerts_record_many(struct db *db, const struct alert_batch *b, size_t nb);
+
 /* Creates a task row (kind, connection, entity_id, status) and writes its id to id_out.
  * Writer thread, inside a transaction. */
 enum err task_record(struct db *db, const char *tenant, const char *kind, const char *connection,

@@ -275,41 +275,23 @@ static enum err open_issue(struct db *db, const char *tenant, const struct polic
     return rc;
 }
 
-static enum err link_alert(struct db *db, const char *tenant, const char *issue,
-                           const char *alert_id)
+/* Links every (issue, alert) pair of a batch with one set-based statement. */
+static enum err link_alerts(struct db *db, const char *tenant, const char *const *issues,
+                            const char *const *alerts, size_t n)
 {
-    struct db_stmt *st = db_stmt(db, "INSERT INTO issue_alerts (tenant_id, issue_id, alert_id) "
-                                     "VALUES (?, ?, ?) ON CONFLICT DO NOTHING");
-    db_bind_text(st, 1, tenant);
-    db_bind_text(st, 2, issue);
-    db_bind_text(st, 3, alert_id);
-    return db_run(st);
-}
-
-/* Links (issue, alert) pairs LINK_CHUNK at a time in one multi-row statement (63
- * parameters, under DB_MAX_PARAMS): fewer executions per batch. */
-#define LINK_CHUNK 21
-
-static enum err link_chunk(struct db *db, const char *tenant, const char *const *issues,
-                           const char *const *alerts)
-{
-    static char sql[512];
-    if (!sql[0]) { /* built once; the writer thread is the only caller */
-        struct buf b = BUF_INIT;
-        buf_puts(&b, "INSERT INTO issue_alerts (tenant_id, issue_id, alert_id) VALUES ");
-        for (int i = 0; i < LINK_CHUNK; i++)
-            buf_puts(&b, i ? ", (?, ?, ?)" : "(?, ?, ?)");
-        buf_puts(&b, " ON CONFLICT DO NOTHING");
-        snprintf(sql, sizeof sql, "%s", b.data);
-        buf_cleanup(&b);
+    struct db_rows r;
+    db_rows_init(&r, "ttt");
+    for (size_t i = 0; i < n; i++) {
+        db_rows_text(&r, tenant);
+        db_rows_text(&r, issues[i]);
+        db_rows_text(&r, alerts[i]);
     }
-    struct db_stmt *st = db_stmt(db, sql);
-    for (int i = 0; i < LINK_CHUNK; i++) {
-        db_bind_text(st, 3 * i + 1, tenant);
-        db_bind_text(st, 3 * i + 2, issues[i]);
-        db_bind_text(st, 3 * i + 3, alerts[i]);
-    }
-    return db_run(st);
+    enum err rc = db_rows_run(db,
+                              "INSERT INTO issue_alerts (tenant_id, issue_id, alert_id) {ROWS} "
+                              "ON CONFLICT DO NOTHING",
+                              &r, NULL, NULL, NULL);
+    db_rows_cleanup(&r);
+    return rc;
 }
 
 /* One (policy, group key) of a batch and the alerts that fall into it. */
@@ -327,12 +309,25 @@ struct batch_group {
 
 #define GROUP_BUCKETS 256
 
-static unsigned group_hash(const struct policy_rule *r, const char *key)
+static unsigned group_hash(const char *policy_id, const char *key)
 {
-    unsigned h = 2166136261u ^ (unsigned)(uintptr_t)r;
+    unsigned h = 2166136261u;
+    for (const unsigned char *p = (const unsigned char *)policy_id; *p; p++)
+        h = (h ^ *p) * 16777619u;
+    h = (h ^ '\n') * 16777619u;
     for (const unsigned char *p = (const unsigned char *)key; *p; p++)
         h = (h ^ *p) * 16777619u;
     return h % GROUP_BUCKETS;
+}
+
+/* The batch's group of (policy id, key), or NULL. */
+static struct batch_group *group_find(struct batch_group *const *buckets, const char *policy_id,
+                                      const char *key)
+{
+    struct batch_group *g = buckets[group_hash(policy_id, key)];
+    while (g && (strcmp(g->rule->id, policy_id) || strcmp(g->key, key)))
+        g = g->next;
+    return g;
 }
 
 /* Upserts the issue of one group and links its alerts. */
@@ -365,119 +360,89 @@ static enum err apply_group(struct db *db, const char *tenant, struct batch_grou
     return rc;
 }
 
-/* Set-based forms of bump_open() and the timeline fold, for many groups in one statement:
- * the rows come as a UNION ALL of fixed size (padded with rows that match nothing) so each
- * statement text is prepared once. Parameters stay under DB_MAX_PARAMS. */
-#define BUMP_ROWS 15 /* 4 parameters each, plus 2 */
-#define FOLD_ROWS 20 /* 3 parameters each, plus 2 */
-
-static const char *rows_sql(char *out, size_t outlen, const char *head, const char *row,
-                            const char *more, int n, const char *tail)
+/* Set-based forms of bump_open() and the timeline fold, for every group of a batch at
+ * once (db_rows: a few chunks on SQLite, one array-bound statement on PostgreSQL). */
+static enum err bumped_row(struct db_stmt *st, void *arg)
 {
-    if (!out[0]) {
-        struct buf b = BUF_INIT;
-        buf_puts(&b, head);
-        for (int i = 0; i < n; i++)
-            buf_puts(&b, i ? more : row);
-        buf_puts(&b, tail);
-        snprintf(out, outlen, "%s", b.data);
-        buf_cleanup(&b);
+    struct batch_group *g = group_find(arg, db_col_text(st, 0), db_col_text(st, 1));
+    if (g && !g->bumped) { /* at most one row per group: the unique index */
+        g->bumped = true;
+        snprintf(g->issue, ID_MAX, "%s", db_col_text(st, 2));
+        snprintf(g->fold, ID_MAX, "%s", db_col_null(st, 3) ? "" : db_col_text(st, 3));
     }
-    return out;
+    return ERR_OK;
 }
 
-/* Moves the open issues of up to BUMP_ROWS groups at once; marks the groups found. */
-static enum err bump_chunk(struct db *db, const char *tenant, struct batch_group **g, int n,
-                           int64_t now)
+/* Moves the open issues of the groups in one statement; marks the groups found. */
+static enum err bump_groups(struct db *db, const char *tenant, struct batch_group *const *buckets,
+                            struct batch_group **g, size_t n, int64_t now)
 {
-    static char sql[2048];
-    struct db_stmt *st = db_stmt(
-        db, rows_sql(sql, sizeof sql,
-                     "UPDATE issues SET alert_count = alert_count + v.k, last_alert_at = ?, "
-                     "auto_close_at = v.ac FROM (",
-                     "SELECT CAST(? AS TEXT) AS p, CAST(? AS TEXT) AS g, CAST(? AS BIGINT) AS k, "
-                     "CAST(? AS BIGINT) AS ac",
-                     " UNION ALL SELECT CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS BIGINT), "
-                     "CAST(? AS BIGINT)",
-                     BUMP_ROWS,
-                     ") AS v WHERE issues.tenant_id = ? AND issues.policy_id = v.p AND "
-                     "issues.group_key = v.g AND issues.status IN ('open', 'acknowledged') "
-                     "RETURNING issues.policy_id, issues.group_key, issues.id, "
-                     "issues.fold_timeline_id"));
-    db_bind_int(st, 1, now);
-    for (int i = 0; i < BUMP_ROWS; i++) {
-        int p = 2 + 4 * i;
-        db_bind_text(st, p, i < n ? g[i]->rule->id : "");
-        db_bind_text(st, p + 1, i < n ? g[i]->key : "");
-        db_bind_int(st, p + 2, i < n ? (int64_t)g[i]->n : 0);
-        bind_opt_int(st, p + 3, i < n ? auto_close_at(g[i]->rule, now) : -1);
+    struct db_rows r;
+    db_rows_init(&r, "tttiii");
+    for (size_t i = 0; i < n; i++) {
+        db_rows_text(&r, tenant);
+        db_rows_text(&r, g[i]->rule->id);
+        db_rows_text(&r, g[i]->key);
+        db_rows_int(&r, (int64_t)g[i]->n);
+        db_rows_int(&r, now);
+        db_rows_opt_int(&r, auto_close_at(g[i]->rule, now));
     }
-    db_bind_text(st, 2 + 4 * BUMP_ROWS, tenant);
-    enum err rc;
-    while ((rc = db_next(st)) == ERR_OK) {
-        const char *pol = db_col_text(st, 0), *key = db_col_text(st, 1);
-        for (int i = 0; i < n; i++) {
-            if (g[i]->bumped || strcmp(g[i]->rule->id, pol) || strcmp(g[i]->key, key))
-                continue;
-            g[i]->bumped = true;
-            snprintf(g[i]->issue, ID_MAX, "%s", db_col_text(st, 2));
-            snprintf(g[i]->fold, ID_MAX, "%s", db_col_null(st, 3) ? "" : db_col_text(st, 3));
-            break;
-        }
-    }
-    return rc == ERR_DONE ? ERR_OK : rc;
-}
-
-/* Folds the additions of up to FOLD_ROWS bumped groups into their alert_added entries. */
-static enum err fold_chunk(struct db *db, const char *tenant, struct batch_group **g, int n,
-                           int64_t now)
-{
-    static char sql[2048];
-    struct db_stmt *st = db_stmt(
+    enum err rc = db_rows_run(
         db,
-        rows_sql(sql, sizeof sql, "UPDATE issue_timeline SET count = count + v.k, at = ? FROM (",
-                 "SELECT CAST(? AS TEXT) AS i, CAST(? AS TEXT) AS f, CAST(? AS BIGINT) AS k",
-                 " UNION ALL SELECT CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS BIGINT)", FOLD_ROWS,
-                 ") AS v WHERE issue_timeline.tenant_id = ? AND issue_timeline.issue_id = "
-                 "v.i AND issue_timeline.id = v.f"));
-    db_bind_int(st, 1, now);
-    for (int i = 0; i < FOLD_ROWS; i++) {
-        int p = 2 + 3 * i;
-        db_bind_text(st, p, i < n ? g[i]->issue : "");
-        db_bind_text(st, p + 1, i < n ? g[i]->fold : "");
-        db_bind_int(st, p + 2, i < n ? (int64_t)g[i]->n : 0);
+        "UPDATE issues SET alert_count = alert_count + v.column4, last_alert_at = v.column5, "
+        "auto_close_at = v.column6 FROM ({ROWS}) AS v WHERE issues.tenant_id = v.column1 AND "
+        "issues.policy_id = v.column2 AND issues.group_key = v.column3 AND issues.status IN "
+        "('open', 'acknowledged') RETURNING issues.policy_id, issues.group_key, issues.id, "
+        "issues.fold_timeline_id",
+        &r, bumped_row, (void *)buckets, NULL);
+    db_rows_cleanup(&r);
+    return rc;
+}
+
+/* Folds the additions of bumped groups into their alert_added entries, in one statement. */
+static enum err fold_groups(struct db *db, const char *tenant, struct batch_group **g, size_t n,
+                            int64_t now)
+{
+    struct db_rows r;
+    db_rows_init(&r, "tttii");
+    for (size_t i = 0; i < n; i++) {
+        db_rows_text(&r, tenant);
+        db_rows_text(&r, g[i]->issue);
+        db_rows_text(&r, g[i]->fold);
+        db_rows_int(&r, (int64_t)g[i]->n);
+        db_rows_int(&r, now);
     }
-    db_bind_text(st, 2 + 3 * FOLD_ROWS, tenant);
-    return db_run(st);
+    enum err rc = db_rows_run(db,
+                              "UPDATE issue_timeline SET count = count + v.column4, at = "
+                              "v.column5 FROM ({ROWS}) AS v WHERE issue_timeline.tenant_id = "
+                              "v.column1 AND issue_timeline.issue_id = v.column2 AND "
+                              "issue_timeline.id = v.column3",
+                              &r, NULL, NULL, NULL);
+    db_rows_cleanup(&r);
+    return rc;
 }
 
 /* Applies every group: set-based moves of existing issues first, then the groups that need
  * a new issue (or a new alert_added entry) one by one. */
-static enum err apply_groups(struct db *db, const char *tenant, struct batch_group **all,
-                             size_t ngroups, const char (*ids)[ID_MAX], int64_t now)
+static enum err apply_groups(struct db *db, const char *tenant, struct batch_group *const *buckets,
+                             struct batch_group **all, size_t ngroups, const char (*ids)[ID_MAX],
+                             int64_t now)
 {
-    enum err rc = ERR_OK;
-    for (size_t i = 0; i < ngroups && rc == ERR_OK; i += BUMP_ROWS)
-        rc = bump_chunk(db, tenant, all + i,
-                        (int)(ngroups - i < BUMP_ROWS ? ngroups - i : BUMP_ROWS), now);
-    struct batch_group *folds[FOLD_ROWS];
-    int nf = 0;
+    enum err rc = bump_groups(db, tenant, buckets, all, ngroups, now);
+    struct batch_group **folds = xcalloc(ngroups ? ngroups : 1, sizeof *folds);
+    size_t nf = 0;
     for (size_t i = 0; i < ngroups && rc == ERR_OK; i++) {
         struct batch_group *g = all[i];
-        if (!g->bumped) {
+        if (!g->bumped)
             rc = apply_group(db, tenant, g, ids, now);
-        } else if (!g->fold[0]) {
+        else if (!g->fold[0])
             rc = add_timeline(db, tenant, g->issue, "", ids[g->members[0]], (int64_t)g->n, now);
-        } else {
+        else
             folds[nf++] = g;
-            if (nf == FOLD_ROWS) {
-                rc = fold_chunk(db, tenant, folds, nf, now);
-                nf = 0;
-            }
-        }
     }
-    if (rc == ERR_OK && nf)
-        rc = fold_chunk(db, tenant, folds, nf, now);
+    if (rc == ERR_OK)
+        rc = fold_groups(db, tenant, folds, nf, now);
+    free(folds);
     return rc;
 }
 
@@ -500,11 +465,9 @@ enum err issues_on_alerts(struct db *db, const char *tenant, const char (*ids)[I
             (*matched)++;
         for (int k = 0; k < m; k++) {
             group_key(rules[k], &a[i], &key);
-            unsigned h = group_hash(rules[k], key.data);
-            struct batch_group *g = buckets[h];
-            while (g && (g->rule != rules[k] || strcmp(g->key, key.data)))
-                g = g->next;
+            struct batch_group *g = group_find(buckets, rules[k]->id, key.data);
             if (!g) {
+                unsigned h = group_hash(rules[k]->id, key.data);
                 g = xcalloc(1, sizeof *g);
                 g->rule = rules[k];
                 g->key = xstrdup(key.data);
@@ -527,7 +490,7 @@ enum err issues_on_alerts(struct db *db, const char *tenant, const char (*ids)[I
     size_t nlinks = 0;
     for (size_t i = 0; i < ngroups; i++)
         nlinks += all[i]->n;
-    rc = apply_groups(db, tenant, all, ngroups, ids, now);
+    rc = apply_groups(db, tenant, buckets, all, ngroups, ids, now);
     if (rc == ERR_OK) { /* every link of the batch, a chunk at a time */
         const char **li = xcalloc(nlinks ? nlinks : 1, sizeof *li);
         const char **la = xcalloc(nlinks ? nlinks : 1, sizeof *la);
@@ -537,11 +500,7 @@ enum err issues_on_alerts(struct db *db, const char *tenant, const char (*ids)[I
                 li[k] = all[i]->issue;
                 la[k] = ids[all[i]->members[j]];
             }
-        size_t i = 0;
-        for (; i + LINK_CHUNK <= nlinks && rc == ERR_OK; i += LINK_CHUNK)
-            rc = link_chunk(db, tenant, li + i, la + i);
-        for (; i < nlinks && rc == ERR_OK; i++)
-            rc = link_alert(db, tenant, li[i], la[i]);
+        rc = link_alerts(db, tenant, li, la, nlinks);
         free(li);
         free(la);
     }

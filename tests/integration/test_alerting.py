@@ -283,6 +283,57 @@ def test_one_open_issue_per_key_under_concurrency(acme):
     assert len(alerts) == 100
 
 
+def test_concurrent_batches_of_two_tenants(acme):
+    """Reports in flight together commit together (one group commit, each tenant's alerts
+    matched as one set): every count, link and timeline entry is what one report at a time
+    gives, and no tenant's alerts reach the other's issues."""
+    srv, key = acme
+    make_tenant(srv, "globex")
+    other = make_key(srv, "globex", ALL_PERMS)
+    pa = policy(srv, key, [{"event": "order.*"}], group_by=["connection"], name="acme orders")
+    pg_ = policy(srv, other, [{"event": "order.*"}], group_by=[], name="globex orders")
+
+    def batch(j):
+        return [alert(connection=f"c{i % 3}", entity_id=f"E{j}-{i}") for i in range(9)] + [
+            alert(event="shipment.export_failed", entity_id=f"S{j}")]
+
+    def one(j):
+        k = key if j % 2 == 0 else other
+        status, _, body = srv.request("POST", "/v1/alerts", {"alerts": batch(j)}, token=k)
+        return status, body
+
+    with concurrent.futures.ThreadPoolExecutor(16) as ex:
+        got = list(ex.map(one, range(40)))
+    assert [s for s, _ in got] == [202] * 40
+    ids = [i for _, b in got for i in b["ids"]]
+    assert len(ids) == len(set(ids)) == 400
+
+    acme_issues = issues(srv, key, f"policy_id={pa['id']}")
+    assert sorted(i["group"]["connection"] for i in acme_issues) == ["c0", "c1", "c2"]
+    assert [i["alert_count"] for i in acme_issues] == [60, 60, 60]
+    for i in acme_issues:
+        linked = req(srv, key, "GET", f"/v1/issues/{i['id']}/alerts?limit=1000",
+                     expect=200)["data"]
+        assert len(linked) == 60
+        assert {a["connection"] for a in linked} == {i["group"]["connection"]}
+        tl = timeline(srv, key, i["id"])
+        assert [e["kind"] for e in tl].count("opened") == 1
+        assert sum(e["count"] for e in tl if e["kind"] == "alert_added") == 59
+    (g,) = issues(srv, other, f"policy_id={pg_['id']}")
+    assert g["alert_count"] == 180
+    assert len(req(srv, other, "GET", f"/v1/issues/{g['id']}/alerts?limit=1000",
+                   expect=200)["data"]) == 180
+    assert issues(srv, other, f"policy_id={pa['id']}") == []
+    mine = req(srv, key, "GET", "/v1/alerts?limit=1000", expect=200)["data"]
+    assert len(mine) == 200
+    for a in mine:
+        assert len(a["issue_ids"]) == (0 if a["event"] == "shipment.export_failed" else 1)
+        assert a["issue_ids"] == [] or a["issue_ids"][0] in {i["id"] for i in acme_issues}
+    _, _, text = srv.request("GET", "/metrics")
+    assert "sluice_alerts_recorded_total 400" in text
+    assert "sluice_alerts_matched_total 360" in text
+
+
 def test_issue_lifecycle(acme):
     srv, key = acme
     p = policy(srv, key, [{"event": "order.import_failed"}], auto_close_after=None)

@@ -231,10 +231,99 @@ static void test_engine(void)
     teardown(&f);
 }
 
+/* Several callers' batches at once (a group commit of reports): each tenant's alerts are
+ * matched together, so an issue is opened once and moved by every batch's alerts, and no
+ * tenant's alerts reach another's issues. */
+static void test_record_many(void)
+{
+    struct fixture f;
+    if (!setup(&f))
+        return;
+    char acme_p[ID_MAX], globex_p[ID_MAX];
+    add_policy(&f, "acme",
+               "{\"name\":\"orders\",\"monitored_events\":[{\"event\":\"order.*\"}],"
+               "\"group_by\":[\"connection\"]}",
+               acme_p);
+    add_policy(&f, "globex",
+               "{\"name\":\"orders\",\"monitored_events\":[{\"event\":\"order.*\"}],"
+               "\"group_by\":[]}",
+               globex_p);
+    struct alert_in a1[] = {
+        {.event = "order.import_failed", .connection = "shop-a", .message = "m", .occurred_at = -1},
+        {.event = "order.export_failed", .connection = "shop-b", .message = "m", .occurred_at = -1},
+    };
+    struct alert_in g1[] = {
+        {.event = "order.import_failed", .connection = "shop-a", .message = "m", .occurred_at = -1},
+    };
+    struct alert_in a2[] = {
+        {.event = "order.import_failed", .connection = "shop-a", .message = "m", .occurred_at = -1},
+        {.event = "order.import_failed", .connection = "shop-a", .message = "m", .occurred_at = 5},
+        {.event = "shipment.export_failed",
+         .connection = "shop-a",
+         .message = "m",
+         .occurred_at = -1},
+    };
+    char ia1[2][ID_MAX], ig1[1][ID_MAX], ia2[3][ID_MAX];
+    struct alert_batch b[] = {{.tenant = "acme", .alerts = a1, .n = 2, .ids = ia1},
+                              {.tenant = "globex", .alerts = g1, .n = 1, .ids = ig1},
+                              {.tenant = "acme", .alerts = a2, .n = 3, .ids = ia2}};
+    ASSERT_EQ_ERR(alerts_record_many(f.db, b, 3), ERR_OK);
+    ASSERT_EQ_INT(count(&f, "SELECT COUNT(*) FROM alerts WHERE tenant_id = ?", "acme"), 5);
+    ASSERT_EQ_INT(count(&f, "SELECT COUNT(*) FROM alerts WHERE tenant_id = ?", "globex"), 1);
+    ASSERT_EQ_INT(count(&f, "SELECT occurred_at FROM alerts WHERE id = ?", ia2[1]), 5);
+    /* acme: shop-a has 3 order alerts from two batches in one issue, shop-b one */
+    ASSERT_EQ_INT(count(&f, "SELECT COUNT(*) FROM issues WHERE policy_id = ?", acme_p), 2);
+    ASSERT_EQ_INT(count(&f,
+                        "SELECT alert_count FROM issues WHERE policy_id = ? AND group_key LIKE "
+                        "'%shop-a%'",
+                        acme_p),
+                  3);
+    ASSERT_EQ_INT(count(&f,
+                        "SELECT COUNT(*) FROM issue_alerts ia JOIN issues i ON i.id = "
+                        "ia.issue_id WHERE i.policy_id = ? AND i.group_key LIKE '%shop-a%'",
+                        acme_p),
+                  3);
+    ASSERT_EQ_INT(count(&f, "SELECT COUNT(*) FROM issue_alerts WHERE alert_id = ?", ia2[0]), 1);
+    ASSERT_EQ_INT(count(&f, "SELECT COUNT(*) FROM issue_alerts WHERE alert_id = ?", ia2[2]), 0);
+    /* opened once, by the first batch's alert, the rest folded */
+    ASSERT_EQ_INT(count(&f,
+                        "SELECT COUNT(*) FROM issue_timeline t JOIN issues i ON i.id = "
+                        "t.issue_id WHERE t.kind = 'opened' AND t.detail = 'opened by alert ' "
+                        "|| ? AND i.group_key LIKE '%shop-a%'",
+                        ia1[0]),
+                  1);
+    ASSERT_EQ_INT(count(&f,
+                        "SELECT SUM(count) FROM issue_timeline t JOIN issues i ON i.id = "
+                        "t.issue_id WHERE t.kind = 'alert_added' AND i.policy_id = ? AND "
+                        "i.group_key LIKE '%shop-a%'",
+                        acme_p),
+                  2);
+    /* globex: its own issue, with its one alert; no link crosses tenants */
+    ASSERT_EQ_INT(count(&f, "SELECT alert_count FROM issues WHERE policy_id = ?", globex_p), 1);
+    ASSERT_EQ_INT(count(&f, "SELECT COUNT(*) FROM issue_alerts WHERE tenant_id = ?", "globex"), 1);
+    ASSERT_EQ_INT(count(&f,
+                        "SELECT COUNT(*) FROM issue_alerts ia JOIN alerts a ON a.id = "
+                        "ia.alert_id JOIN issues i ON i.id = ia.issue_id WHERE a.tenant_id <> "
+                        "i.tenant_id OR ia.tenant_id <> a.tenant_id",
+                        NULL),
+                  0);
+    /* a second group commit moves the same issues once more */
+    ASSERT_EQ_ERR(alerts_record_many(f.db, b, 3), ERR_OK);
+    ASSERT_EQ_INT(count(&f,
+                        "SELECT alert_count FROM issues WHERE policy_id = ? AND group_key LIKE "
+                        "'%shop-a%'",
+                        acme_p),
+                  6);
+    ASSERT_EQ_INT(count(&f, "SELECT alert_count FROM issues WHERE policy_id = ?", globex_p), 2);
+    ASSERT_EQ_INT(count(&f, "SELECT COUNT(*) FROM issue_alerts", NULL), 10);
+    teardown(&f);
+}
+
 void unit_alert(void)
 {
     RUN(test_addresses);
     RUN(test_batching);
     RUN(test_policy_validation);
     RUN(test_engine);
+    RUN(test_record_many);
 }
