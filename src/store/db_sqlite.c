@@ -24,21 +24,11 @@ static enum err fail(struct db *db, int rc)
  * ephemeral table a statement opens (an IN list, a VALUES list in FROM, a sort) has a
  * page cache of its own, so the writer allocated, zeroed and freed ~90 KB several times per
  * group commit: a tenth of its time in page faults and madvise. Pages now come one at a
- * time, as needed.
- * Statement journals stay in memory up to STMTJRNL_SPILL (SQLite's default is 64 KiB, then a
- * temporary file). Inside a group commit every multi-row statement first copies each page
- * it changes that the transaction already changed (the hot index leaves) to its statement
- * journal; past 64 KiB that was a pwrite per page, more pwrites than the commit's WAL frames
- * under webhook delivery. The journal is dropped at the end of each statement (no savepoint
- * spans statements on the writer's normal path), so memory holds one statement's pages at a
- * time; a larger one, or one under a savepoint of a failed group's re-run, spills to a file
- * as before. */
-#define STMTJRNL_SPILL (8 << 20)
+ * time, as needed. */
 static void sq_configure(void)
 {
     sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
     sqlite3_config(SQLITE_CONFIG_PAGECACHE, NULL, 0, 0);
-    sqlite3_config(SQLITE_CONFIG_STMTJRNL_SPILL, STMTJRNL_SPILL);
 }
 
 static enum err sq_open(struct db *db, const char *url, char *errmsg, size_t errlen)
