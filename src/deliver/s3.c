@@ -40,6 +40,7 @@
 #define APPEND_LIMIT 5000
 #define PART_SIZE (8 * 1024 * 1024)
 #define PART_TRIES 3
+#define RETRY_MS 1000 /* a failed append or claim (storage) is tried again after this */
 #define EMPTY_SHA256 "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
 static char g_spool_dir[900];
@@ -141,7 +142,9 @@ static void append_back(struct engine *e, struct engine_job *j, enum err rc)
     struct engine_integ *w = j->integ;
     struct s3 *s = w->data;
     s->appending = false;
-    s->next_close = rc == ERR_OK ? a->next_close : -1;
+    /* A failed append is tried again soon: nothing else may wake the integration (a
+     * backlog with no new events), and waiting for a wake stalled it for good. */
+    s->next_close = rc == ERR_OK ? a->next_close : time_now_ms() + RETRY_MS;
     if (rc != ERR_OK)
         log_warn("s3", "tenant %s integration %s: cannot append to its batch: %s", w->tenant, w->id,
                  err_name(rc));
@@ -216,7 +219,7 @@ static void claim_back(struct engine *e, struct engine_job *j, enum err rc)
     struct claim_job *c = (struct claim_job *)j;
     struct engine_integ *w = j->integ;
     struct s3 *s = w->data;
-    s->next_due = rc == ERR_OK ? c->next_due : -1;
+    s->next_due = rc == ERR_OK ? c->next_due : time_now_ms() + RETRY_MS; /* as appends */
     /* Claimed while stopping: the batch keeps this node's lease, released at stop. */
     if (rc == ERR_OK && c->cl.id[0] && !engine_stopping(e))
         start_upload(e, w, &c->cl);

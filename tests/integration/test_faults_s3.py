@@ -4,9 +4,13 @@ the middle of an upload's body, while events keep coming in several batches. Onc
 clears every acknowledged event is in exactly one object (read back from s3rver with the
 AWS SDK), in publish order, and the server never stopped. Both databases."""
 
+import os
+import sqlite3
+import subprocess
+
 import pytest
 
-from conftest import publish, wait_for
+from conftest import PG_BIN, publish, wait_for
 from test_s3 import (P, all_succeeded, check_objects, create, s3, s3_target,  # noqa: F401
                      s3clean, serve, setup_tenant)
 
@@ -40,5 +44,55 @@ def test_s3_fault_then_every_event_uploaded_once(start_server, db, s3clean, faul
     log = s3clean.log()
     hit = [e for e in log if e.get("dropped") or e.get("status", 0) >= 500]
     assert len(hit) == 3, hit  # the whole fault was met, and retried past
+    check_objects(s3clean.objects(prefix), prefix, "lake", ids)
+    assert srv.running()
+
+
+JOIN_FAULT = {
+    "sqlite": ["CREATE TRIGGER inject_join_fault BEFORE UPDATE OF batch_id ON deliveries "
+               "WHEN new.batch_id IS NOT NULL BEGIN SELECT RAISE(ABORT, 'injected fault'); END"],
+    "postgres": ["CREATE FUNCTION inject_join_fault() RETURNS trigger LANGUAGE plpgsql AS "
+                 "$$ BEGIN RAISE EXCEPTION 'injected fault'; END $$",
+                 "CREATE TRIGGER inject_join_fault BEFORE UPDATE OF batch_id ON deliveries "
+                 "FOR EACH ROW WHEN (new.batch_id IS NOT NULL) EXECUTE FUNCTION "
+                 "inject_join_fault()"],
+}
+
+
+def sql_exec(srv, statements):
+    if srv.db is None:
+        con = sqlite3.connect(os.path.join(srv.data_dir, "sluice.db"), timeout=30)
+        try:
+            for sql in statements:
+                con.execute(sql)
+            con.commit()
+        finally:
+            con.close()
+        return
+    for sql in statements:
+        r = subprocess.run([f"{PG_BIN}/psql", srv.db, "-v", "ON_ERROR_STOP=1", "-c", sql],
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, r.stderr
+
+
+def test_s3_append_that_failed_is_tried_again_without_new_events(start_server, db, s3clean):
+    """A batch append that fails in the database (here a trigger that refuses every join) is
+    tried again on its own once the database takes it: a backlog that gets no new events
+    has nothing else to wake its integration."""
+    srv = serve(start_server, db, "--s3-batch-max-age", "20s")
+    key = setup_tenant(srv)
+    prefix = P() + "append/"
+    sql_exec(srv, JOIN_FAULT["sqlite" if srv.db is None else "postgres"])
+    create(srv, key, "lake", s3_target(s3clean, prefix))
+    evs = [{"type": "order.created", "entity_id": f"A-{i}", "payload": {"i": i}}
+           for i in range(10)]
+    ids = publish(srv, key, {"events": evs})["ids"]
+    wait_for(lambda: srv.output().count("cannot append to its batch") >= 2, 30, 0.1,
+             what="appends refused (and tried again)")
+    assert s3clean.objects(prefix) == []
+    sql_exec(srv, ["DROP TRIGGER inject_join_fault" if srv.db is None
+                   else "DROP TRIGGER inject_join_fault ON deliveries"])
+    wait_for(lambda: all_succeeded(srv, key, "lake", len(ids)), 30, 0.2,
+             what="the backlog uploaded once the database took the append")
     check_objects(s3clean.objects(prefix), prefix, "lake", ids)
     assert srv.running()
