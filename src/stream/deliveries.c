@@ -31,29 +31,62 @@ static enum err unfinished_key(struct db_stmt *st, void *arg)
     return ERR_OK;
 }
 
+/* Rows counted per integration, in the order first seen: the set-based counters of
+ * migration 017 (SQLite), one upsert per integration rather than a row trigger per row. */
+struct tally {
+    struct tally_group {
+        char tenant[72];
+        char integration[72];
+        int64_t n;
+    } * g;
+    size_t n, cap;
+    struct strmap at; /* tenant \x1f integration -> index in g */
+    struct buf key;
+};
+#define TALLY_INIT                                                                                 \
+    {                                                                                              \
+        .at = STRMAP_INIT, .key = BUF_INIT                                                         \
+    }
+
+static void tally_add(struct tally *t, const char *tenant, const char *integration)
+{
+    buf_reset(&t->key);
+    buf_printf(&t->key, "%s\x1f%s", tenant, integration);
+    size_t i;
+    if (!strmap_get(&t->at, t->key.data, &i)) {
+        if (t->n == t->cap) {
+            t->cap = t->cap ? 2 * t->cap : 4;
+            t->g = xrealloc(t->g, t->cap * sizeof *t->g);
+        }
+        i = t->n++;
+        snprintf(t->g[i].tenant, sizeof t->g[i].tenant, "%s", tenant);
+        snprintf(t->g[i].integration, sizeof t->g[i].integration, "%s", integration);
+        t->g[i].n = 0;
+        strmap_add(&t->at, t->key.data, i, NULL);
+    }
+    t->g[i].n++;
+}
+
+static void tally_cleanup(struct tally *t)
+{
+    free(t->g);
+    strmap_cleanup(&t->at);
+    buf_cleanup(&t->key);
+}
+
 /* SQLite: delivery_counts for the deliveries a publish inserted (every one unfinished:
- * the pending class), one upsert per integration instead of a row trigger per delivery
- * (migration 017). PostgreSQL's statement trigger counts them. */
+ * the pending class). PostgreSQL's statement trigger counts them. */
 static enum err count_inserted(struct db *db, const struct delivery_new *d, size_t n)
 {
-    size_t *count = xcalloc(n ? n : 1, sizeof *count), *first = xcalloc(n ? n : 1, sizeof *first);
-    size_t ng = 0;
-    struct strmap at = STRMAP_INIT;
-    struct buf key = BUF_INIT;
-    for (size_t i = 0; i < n; i++) {
-        buf_reset(&key);
-        buf_printf(&key, "%s\x1f%s", d[i].tenant, d[i].integration);
-        size_t k;
-        if (strmap_add(&at, key.data, ng, &k))
-            first[k = ng++] = i;
-        count[k]++;
-    }
+    struct tally t = TALLY_INIT;
+    for (size_t i = 0; i < n; i++)
+        tally_add(&t, d[i].tenant, d[i].integration);
     struct db_rows r;
     db_rows_init(&r, "tti");
-    for (size_t k = 0; k < ng; k++) {
-        db_rows_text(&r, d[first[k]].tenant);
-        db_rows_text(&r, d[first[k]].integration);
-        db_rows_int(&r, (int64_t)count[k]);
+    for (size_t k = 0; k < t.n; k++) {
+        db_rows_text(&r, t.g[k].tenant);
+        db_rows_text(&r, t.g[k].integration);
+        db_rows_int(&r, t.g[k].n);
     }
     enum err rc = db_rows_run(db,
                               "INSERT INTO delivery_counts (tenant_id, integration_id, status, "
@@ -62,10 +95,7 @@ static enum err count_inserted(struct db *db, const struct delivery_new *d, size
                               "status, shard) DO UPDATE SET n = n + excluded.n",
                               &r, NULL, NULL, NULL);
     db_rows_cleanup(&r);
-    buf_cleanup(&key);
-    strmap_cleanup(&at);
-    free(count);
-    free(first);
+    tally_cleanup(&t);
     return rc;
 }
 
@@ -500,37 +530,10 @@ enum err deliveries_leased_many(struct db *db, const struct attempt_outcome *o, 
     return rc;
 }
 
-/* The rows an outcome statement finished, counted per integration (SQLite). */
-struct finished_ctx {
-    struct finished_group {
-        char tenant[72];
-        char integration[72];
-        int64_t n;
-    } * groups;
-    size_t n, cap;
-    struct strmap by_integration; /* tenant \x1f integration -> index in groups */
-    struct buf key;
-};
-
+/* A row an outcome statement finished (RETURNING tenant_id, integration_id), tallied. */
 static enum err finished_row(struct db_stmt *st, void *arg)
 {
-    struct finished_ctx *c = arg;
-    buf_reset(&c->key);
-    buf_printf(&c->key, "%s\x1f%s", db_col_text(st, 0), db_col_text(st, 1));
-    size_t i;
-    if (!strmap_get(&c->by_integration, c->key.data, &i)) {
-        if (c->n == c->cap) {
-            c->cap = c->cap ? 2 * c->cap : 4;
-            c->groups = xrealloc(c->groups, c->cap * sizeof *c->groups);
-        }
-        i = c->n++;
-        snprintf(c->groups[i].tenant, sizeof c->groups[i].tenant, "%s", db_col_text(st, 0));
-        snprintf(c->groups[i].integration, sizeof c->groups[i].integration, "%s",
-                 db_col_text(st, 1));
-        c->groups[i].n = 0;
-        strmap_add(&c->by_integration, c->key.data, i, NULL);
-    }
-    c->groups[i].n++;
+    tally_add(arg, db_col_text(st, 0), db_col_text(st, 1));
     return ERR_OK;
 }
 
@@ -562,20 +565,17 @@ enum err deliveries_finish_many(struct db *db, const struct attempt_outcome *o, 
     "WHERE deliveries.tenant_id = v.column1 AND deliveries.id = v.column2 AND "                    \
     "deliveries.lease_owner IS NOT NULL" returning
     bool sqlite = db_kind(db) == DB_SQLITE;
-    struct finished_ctx c = {.by_integration = STRMAP_INIT, .key = BUF_INIT};
+    struct tally t = TALLY_INIT;
     enum err rc =
         sqlite
             ? db_rows_run(db,
                           FINISH_SQL(" RETURNING deliveries.tenant_id, deliveries.integration_id"),
-                          &r, finished_row, &c, NULL)
+                          &r, finished_row, &t, NULL)
             : db_rows_run(db, FINISH_SQL(""), &r, NULL, NULL, NULL);
 #undef FINISH_SQL
-    for (size_t k = 0; rc == ERR_OK && k < c.n; k++)
-        rc = finished_counts(db, c.groups[k].tenant, c.groups[k].integration, state, now,
-                             c.groups[k].n);
-    free(c.groups);
-    strmap_cleanup(&c.by_integration);
-    buf_cleanup(&c.key);
+    for (size_t k = 0; rc == ERR_OK && k < t.n; k++)
+        rc = finished_counts(db, t.g[k].tenant, t.g[k].integration, state, now, t.g[k].n);
+    tally_cleanup(&t);
     db_rows_cleanup(&r);
     return rc;
 }
